@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs one container with a freshly built knast from a busybox-static rootfs, offline, in a private
+# temp dir (bundle and --root state), and removes everything afterwards.
+# Usage: scripts/quickstart.sh [path/to/knast]   (run as root; `make quickstart` does this)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+knast=$(realpath "${1:-bin/knast}")
+go=${GO:-go}
+
+if [ "$(id -u)" != 0 ]; then
+	echo "quickstart: needs root to create namespaces: sudo make quickstart" >&2
+	exit 1
+fi
+[ -x "$knast" ] || { echo "quickstart: $knast not found: run make build" >&2; exit 1; }
+
+# A dynamically linked busybox would not run in a rootfs without libc: insist on busybox-static.
+if command -v dpkg-query >/dev/null && ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+	echo "quickstart: installing busybox-static (apt-get)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q busybox-static >/dev/null || { apt-get update -q && apt-get install -y -q busybox-static >/dev/null; }
+fi
+[ -x /usr/bin/busybox ] || { echo "quickstart: /usr/bin/busybox missing: install busybox-static" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/knast-quickstart.XXXXXX")
+id=quickstart-$$
+state=$work/state
+bundle=$work/bundle
+cleanup() {
+	"$knast" --root "$state" delete --force "$id" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+show() { printf '+ %s\n' "$*"; "$@"; }
+
+echo "== rootfs: busybox-static in $bundle/rootfs"
+mkdir -p "$bundle/rootfs"/{bin,proc,sys,dev,tmp,etc,root}
+cp /usr/bin/busybox "$bundle/rootfs/bin/busybox"
+for applet in $(/usr/bin/busybox --list); do
+	[ "$applet" = busybox ] || ln -s busybox "$bundle/rootfs/bin/$applet"
+done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$bundle/rootfs/etc/passwd"
+echo 'root:x:0:' >"$bundle/rootfs/etc/group"
+
+echo "== config.json: knast spec, then terminal=false and our command"
+(cd "$bundle" && show "$knast" spec)
+show "$go" run ./scripts/specedit -terminal=false "$bundle" sh -c 'echo hello from knast; uname -a; id'
+
+echo "== run"
+show "$knast" --root "$state" run --bundle "$bundle" "$id" </dev/null
+echo "== done: exit status 0; cleaning up $work"
