@@ -88,12 +88,13 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
-	_, err := Load(t.TempDir())
+	dir := t.TempDir()
+	_, err := Load(dir)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Load of an empty bundle: %v, want fs.ErrNotExist", err)
 	}
-	if !strings.Contains(err.Error(), "config.json") {
-		t.Errorf("error %q does not name config.json", err)
+	if want := filepath.Join(dir, "config.json") + ": no such file or directory"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
 	}
 }
 
