@@ -1,0 +1,156 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestUTSNamespace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.bundle("hostname; cat /proc/sys/kernel/hostname", func(s *specs.Spec) { s.Hostname = "knast-uts" })
+	if got := e.mustRun("ctr", b); got != "knast-uts\nknast-uts" {
+		t.Errorf("hostname inside %q, want knast-uts twice", got)
+	}
+	if now, _ := os.Hostname(); now != host {
+		t.Errorf("host hostname changed: %q -> %q", host, now)
+	}
+}
+
+func TestPIDNamespace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// The shell is pid 1; /proc is the container's own, so only its processes are listed.
+	b := e.bundle(`echo $$; for p in /proc/[0-9]*; do echo ${p#/proc/}; done | sort -n | head -1; cat /proc/1/cmdline | tr '\0' ' '`)
+	got := strings.Split(e.mustRun("ctr", b), "\n")
+	if len(got) != 3 || got[0] != "1" || got[1] != "1" || !strings.HasPrefix(got[2], "sh -c") {
+		t.Errorf("inside: %q, want $$ = 1, lowest pid 1, pid 1 = sh -c", got)
+	}
+}
+
+// netDevs lists the interfaces of /proc/net/dev output.
+func netDevs(out string) []string {
+	var devs []string
+	for _, l := range strings.Split(out, "\n") {
+		name, _, ok := strings.Cut(l, ":")
+		if ok {
+			devs = append(devs, strings.TrimSpace(name))
+		}
+	}
+	return devs
+}
+
+func TestNetNamespace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := e.bundle("readlink /proc/self/ns/net; cat /proc/net/dev")
+	out := e.mustRun("ctr", b)
+	if devs := netDevs(out); len(devs) != 2 || devs[0] != "net" || devs[1] != "lo" { // "net:[ino]", then lo
+		t.Errorf("interfaces inside %v, want only lo:\n%s", devs, out)
+	}
+	host, _ := os.Readlink("/proc/self/ns/net")
+	if strings.Contains(out, host) {
+		t.Errorf("container shares the host net namespace %s", host)
+	}
+}
+
+func TestJoinNetNamespaceByPath(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skipf("skipping: iproute2 not installed: %v", err)
+	}
+	e := newEnv(t)
+	name := fmt.Sprintf("knast-itest-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
+	path := filepath.Join("/run/netns", name)
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	// A dummy interface identifies the namespace from inside, when the module is available.
+	dummy := exec.Command("ip", "netns", "exec", name, "ip", "link", "add", "kn0", "type", "dummy").Run() == nil
+	b := e.bundle("readlink /proc/self/ns/net; cat /proc/net/dev", func(s *specs.Spec) {
+		for i, n := range s.Linux.Namespaces {
+			if n.Type == specs.NetworkNamespace {
+				s.Linux.Namespaces[i].Path = path
+			}
+		}
+	})
+	out := e.mustRun("ctr", b)
+	if want := fmt.Sprintf("net:[%d]", st.Ino); !strings.HasPrefix(out, want) {
+		t.Errorf("inside: %q, want net namespace %s", out, want)
+	}
+	if dummy && !strings.Contains(out, "kn0") {
+		t.Errorf("inside: %q, want interface kn0 of the joined namespace", out)
+	}
+}
+
+// openPathToRoot lets a mapped (unprivileged on the host) container root traverse the test's 0700 temp
+// dirs down to the bundle.
+func openPathToRoot(t *testing.T, bundle string) {
+	t.Helper()
+	stop := filepath.Clean(os.TempDir())
+	for d := bundle; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
+			t.Fatal(err)
+		}
+		if d == stop || d == "/" {
+			return
+		}
+	}
+}
+
+func TestUserNamespace(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/proc/self/ns/user"); err != nil {
+		t.Skipf("skipping: kernel without user namespaces: %v", err)
+	}
+	e := newEnv(t)
+	const hostID = 100000
+	b := e.bundle("cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/owned", func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
+		// A v1 cgroup hierarchy cannot be mounted from a user namespace; this test is about the mapping.
+		var mounts []specs.Mount
+		for _, m := range s.Mounts {
+			if m.Destination != "/sys/fs/cgroup" {
+				mounts = append(mounts, m)
+			}
+		}
+		s.Mounts = mounts
+	})
+	openPathToRoot(t, b)
+	out := e.mustRun("ctr", b)
+	want := fmt.Sprintf("0 %d 65536 0 %d 65536 0", hostID, hostID)
+	if fields(out) != want {
+		t.Errorf("inside: %q, want uid/gid maps and id %q", fields(out), want)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(rootfsPath(b, "tmp/owned"), &st); err != nil {
+		t.Fatalf("file created in the container: %v", err)
+	}
+	if st.Uid != hostID || st.Gid != hostID {
+		t.Errorf("file created by container root is owned by %d:%d on the host, want %d:%d", st.Uid, st.Gid, hostID, hostID)
+	}
+}
