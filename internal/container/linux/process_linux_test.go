@@ -29,6 +29,9 @@ type procChildReq struct {
 	// DropCaps are removed from the child's own bounding, effective, permitted and inheritable sets
 	// first, so a test does not depend on what the host grants.
 	DropCaps []string
+	// OvermountProcSys mounts an empty tmpfs over /proc/sys before Op and removes it after, standing in
+	// for a container that has hidden or faked /proc (the child must be in a new mount namespace).
+	OvermountProcSys bool
 	// PreRlimits are applied before Op, to start from a known state.
 	PreRlimits []specs.POSIXRlimit
 	Op         string // finalize, rlimits, oom, personality, hostname, sysctl, keyring
@@ -70,6 +73,14 @@ func procChildRun(raw string) error {
 	if err := SetRlimits(req.PreRlimits); err != nil {
 		return fmt.Errorf("test setup: %w", err)
 	}
+	if req.OvermountProcSys {
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("test setup: %w", err)
+		}
+		if err := unix.Mount("fake", "/proc/sys", "tmpfs", 0, ""); err != nil {
+			return fmt.Errorf("test setup: %w", err)
+		}
+	}
 	var err error
 	switch req.Op {
 	case "finalize":
@@ -95,6 +106,11 @@ func procChildRun(raw string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if req.OvermountProcSys {
+		if err := unix.Unmount("/proc/sys", 0); err != nil {
+			return fmt.Errorf("test cleanup: %w", err)
+		}
 	}
 	if req.PrintStatus {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/status", unix.Gettid()))
@@ -149,6 +165,11 @@ type procTestResult struct {
 // procRunChild runs req in a child (in new namespaces when cloneflags is set) and collects its output.
 func procRunChild(t *testing.T, req procChildReq, cloneflags uintptr) procTestResult {
 	t.Helper()
+	return procRunChildAttr(t, req, &syscall.SysProcAttr{Cloneflags: cloneflags})
+}
+
+func procRunChildAttr(t *testing.T, req procChildReq, attr *syscall.SysProcAttr) procTestResult {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the child changes credentials, capabilities and namespaces")
 	}
@@ -158,7 +179,7 @@ func procRunChild(t *testing.T, req procChildReq, cloneflags uintptr) procTestRe
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestProcChildHelper$", "-test.count=1")
 	cmd.Env = append(os.Environ(), procChildEnv+"="+string(raw))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneflags}
+	cmd.SysProcAttr = attr
 	out, err := cmd.CombinedOutput()
 	res := procTestResult{Pre: map[string]string{}}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
@@ -489,11 +510,12 @@ func TestWriteSysctl(t *testing.T) {
 	// New net, uts and ipc namespaces: nothing written here reaches the host.
 	const ns = unix.CLONE_NEWNET | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
 	tests := []struct {
-		name    string
-		sysctl  map[string]string
-		files   []string
-		want    []string
-		wantErr []string
+		name      string
+		overmount bool
+		sysctl    map[string]string
+		files     []string
+		want      []string
+		wantErr   []string
 	}{
 		{
 			name: "dotted, slashed and sysctl(8) keys",
@@ -511,6 +533,14 @@ func TestWriteSysctl(t *testing.T) {
 			want: []string{"1", "sysctl.example", "slash-form", "4096", "1"},
 		},
 		{
+			// The write goes to a private procfs, not to whatever the container's /proc shows.
+			name:      "over-mounted /proc/sys",
+			overmount: true,
+			sysctl:    map[string]string{"net.ipv4.ip_forward": "1", "kernel.domainname": "behind.overmount"},
+			files:     []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/domainname"},
+			want:      []string{"1", "behind.overmount"},
+		},
+		{
 			name:    "missing key",
 			sysctl:  map[string]string{"net.ipv4.no_such_knob": "1"},
 			wantErr: []string{"net.ipv4.no_such_knob", "/proc/sys/net/ipv4/no_such_knob"},
@@ -523,11 +553,11 @@ func TestWriteSysctl(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := procChildReq{Op: "sysctl", Sysctl: tt.sysctl}
+			req := procChildReq{Op: "sysctl", Sysctl: tt.sysctl, OvermountProcSys: tt.overmount}
 			if tt.files != nil {
 				req.Exec = append([]string{procBusybox, "cat"}, tt.files...)
 			}
-			res := procRunChild(t, req, ns)
+			res := procRunChild(t, req, ns|unix.CLONE_NEWNS)
 			if tt.wantErr != nil {
 				if res.Err == "" {
 					t.Fatalf("WriteSysctl succeeded, want an error")
@@ -550,10 +580,24 @@ func TestWriteSysctl(t *testing.T) {
 }
 
 func TestJoinSessionKeyring(t *testing.T) {
-	tests := []struct{ name string }{{"_ses.knast-test-a"}, {"_ses.knast-test-b"}}
+	tests := []struct {
+		name     string
+		keyring  string
+		userns   bool
+		wantPerm uint32 // search bit runc adds: by user, or by "other" in a user namespace
+	}{
+		{"host user namespace", "_ses.knast-test-a", false, procKeyUsrSearch},
+		{"new user namespace", "_ses.knast-test-b", true, procKeyOthSearch},
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := procRunChild(t, procChildReq{Op: "keyring", Keyring: tt.name}, 0)
+			attr := &syscall.SysProcAttr{}
+			if tt.userns {
+				attr.Cloneflags = unix.CLONE_NEWUSER
+				attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}
+				attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}
+			}
+			res := procRunChildAttr(t, procChildReq{Op: "keyring", Keyring: tt.keyring}, attr)
 			if res.Err != "" {
 				t.Fatalf("JoinSessionKeyring: %s", res.Err)
 			}
@@ -561,15 +605,15 @@ func TestJoinSessionKeyring(t *testing.T) {
 				t.Fatalf("no keyring description in %q", res.Output)
 			}
 			f := strings.Split(strings.TrimPrefix(res.Output[0], "KEYRING "), ";")
-			if len(f) != 5 || f[0] != "keyring" || f[4] != tt.name {
-				t.Fatalf("session keyring = %q, want a keyring named %q", res.Output[0], tt.name)
+			if len(f) != 5 || f[0] != "keyring" || f[4] != tt.keyring {
+				t.Fatalf("session keyring = %q, want a keyring named %q", res.Output[0], tt.keyring)
 			}
 			var perm uint32
 			if _, err := fmt.Sscanf(f[3], "%x", &perm); err != nil {
 				t.Fatal(err)
 			}
-			if perm&procKeyUsrSearch == 0 {
-				t.Errorf("keyring permissions %#x lack user search (%#x)", perm, procKeyUsrSearch)
+			if perm&tt.wantPerm == 0 {
+				t.Errorf("keyring permissions %#x lack %#x", perm, tt.wantPerm)
 			}
 		})
 	}
