@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -294,17 +295,20 @@ func TestBadInputs(t *testing.T) {
 		id    string
 		setup func(t *testing.T, bundle string)
 		want  []string // substrings of stderr
+		re    string   // a regexp stderr must match
 	}{
 		{
-			name: "malformed-json",
+			name:  "malformed-json",
+			id:    "ctr",
+			setup: writeConfig("{\n  \"ociVersion\": \"1.0.2\",\n  \"process\": {,\n}\n"),
+			re:    `config\.json(:| line )3\b`,
+		},
+		{
+			name: "wrong-type",
 			id:   "ctr",
-			setup: func(t *testing.T, b string) {
-				bad := "{\n  \"ociVersion\": \"1.0.2\",\n  \"process\": {,\n}\n"
-				if err := os.WriteFile(filepath.Join(b, "config.json"), []byte(bad), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			},
-			want: []string{"config.json", "3"},
+			setup: writeConfig("{\n  \"ociVersion\": \"1.0.2\",\n  \"root\": {\"path\": \"rootfs\"},\n" +
+				"  \"process\": {\"cwd\": \"/\", \"args\": \"sh\"}\n}\n"),
+			want: []string{"config.json", "process.args"},
 		},
 		{
 			name:  "empty-args",
@@ -349,6 +353,9 @@ func TestBadInputs(t *testing.T) {
 					t.Errorf("stderr %q lacks %q", r.Stderr, w)
 				}
 			}
+			if tc.re != "" && !regexp.MustCompile(tc.re).MatchString(r.Stderr) {
+				t.Errorf("stderr %q does not match %q", r.Stderr, tc.re)
+			}
 			if r.Stderr == "" {
 				t.Errorf("failure without a message: %s", r)
 			}
@@ -361,6 +368,15 @@ func TestBadInputs(t *testing.T) {
 				t.Errorf("create %q made %s", tc.id, filepath.Join(e.root, "..", "x"))
 			}
 		})
+	}
+}
+
+func writeConfig(content string) func(t *testing.T, b string) {
+	return func(t *testing.T, b string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(b, "config.json"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -521,5 +537,28 @@ func TestJSONLogError(t *testing.T) {
 	}
 	if last.Level != "error" || !strings.Contains(last.Msg, "does not exist") {
 		t.Errorf("last log line %+v, want level error and msg naming 'does not exist'", last)
+	}
+}
+
+func TestCreateFlags(t *testing.T) {
+	t.Parallel()
+	for _, flags := range [][]string{{"--no-pivot"}, {"--no-new-keyring"}, {"--no-pivot", "--no-new-keyring"}} {
+		t.Run(strings.Join(flags, ""), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			// The rootfs is still the container's root: the host's files are not reachable.
+			b := e.bundle(`ls /bin/busybox; test -e /work -o -e /usr/lib/os-release && echo host-visible; echo ok`)
+			out := e.outFile()
+			args := append(append([]string{"create"}, flags...), "--bundle", b, "ctr")
+			if r := e.knastWith(&opts{stdout: out}, args...); r.Code != 0 {
+				t.Fatalf("%s", r)
+			}
+			e.mustKnast("start", "ctr")
+			e.waitStatus("ctr", "stopped")
+			if got, _ := os.ReadFile(out.Name()); string(got) != "/bin/busybox\nok\n" {
+				t.Errorf("inside: %q, want the rootfs as / and nothing of the host", got)
+			}
+			e.mustKnast("delete", "ctr")
+		})
 	}
 }
