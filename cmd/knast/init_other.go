@@ -1,0 +1,14 @@
+//go:build !linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+)
+
+func runInit(context.Context) error {
+	return fmt.Errorf("init on %s: %w", runtime.GOOS, errors.ErrUnsupported)
+}

@@ -1,0 +1,41 @@
+//go:build linux
+
+package container
+
+import (
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
+
+	"github.com/knast/knast/internal/container/linux"
+)
+
+// features reports what the Linux backend implements; clients (containerd 2.x) decide from it what they
+// may ask for, so nothing is listed that does not work.
+func (b *linuxBackend) features() *features.Features {
+	yes := true
+	no := false
+	return &features.Features{
+		OCIVersionMin: "1.0.0",
+		OCIVersionMax: specs.Version,
+		Hooks:         []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"},
+		MountOptions:  linux.MountOptionNames(),
+		Linux: &features.Linux{
+			Namespaces: []string{
+				string(specs.CgroupNamespace), string(specs.IPCNamespace), string(specs.MountNamespace),
+				string(specs.NetworkNamespace), string(specs.PIDNamespace), string(specs.TimeNamespace),
+				string(specs.UserNamespace), string(specs.UTSNamespace),
+			},
+			Capabilities:    linux.CapabilityNames(),
+			// cgroups and seccomp are not wired into the lifecycle yet: reported as absent.
+			Cgroup:          &features.Cgroup{V1: &no, V2: &no, Systemd: &no, SystemdUser: &no, Rdma: &no},
+			Seccomp:         &features.Seccomp{Enabled: &no},
+			Apparmor:        &features.Apparmor{Enabled: &no},
+			Selinux:         &features.Selinux{Enabled: &no},
+			IntelRdt:        &features.IntelRdt{Enabled: &no},
+			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &yes}},
+		},
+		Annotations: map[string]string{
+			"org.opencontainers.runtime-spec.features.linux.rootless": "false",
+		},
+	}
+}

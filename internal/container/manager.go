@@ -1,0 +1,400 @@
+// Package container owns the container lifecycle: create, start, run, kill, delete, state and list, the
+// exec fifo that splits create from start, hooks run by the runtime, and status derived from the live
+// process. Everything that differs per OS sits behind the backend interface (backend.go).
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
+	"golang.org/x/sys/unix"
+
+	"github.com/knast/knast/internal/spec"
+	"github.com/knast/knast/internal/store"
+)
+
+// Sentinel errors callers branch on. Their texts are the phrases containerd and podman match.
+var (
+	ErrNotExist   = store.ErrNotExist
+	ErrExist      = store.ErrExist
+	ErrNotRunning = errors.New("container not running")
+	ErrWrongState = errors.New("invalid state")
+)
+
+const fifoName = "exec.fifo"
+
+// Manager runs containers under one state root.
+type Manager struct {
+	root    string
+	store   *store.Store
+	log     *slog.Logger
+	backend backend
+}
+
+// New returns a Manager for root (e.g. /run/knast). It does no I/O.
+func New(root string, log *slog.Logger) *Manager {
+	return &Manager{root: root, store: store.Open(root, 10*time.Second), log: log, backend: newBackend(log)}
+}
+
+// Features reports what this runtime really supports on this OS.
+func (m *Manager) Features() *features.Features { return m.backend.features() }
+
+// Create creates container id from the bundle and returns once it is in state "created" with its pid file
+// written. On any failure nothing is left behind.
+func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err error) {
+	if err := spec.ValidateID(id); err != nil {
+		return err
+	}
+	bundle, err := filepath.Abs(o.Bundle)
+	if err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	s, err := spec.Load(bundle)
+	if err != nil {
+		return err
+	}
+	if s.Process == nil {
+		return errors.New("config.json: process: required to create a container")
+	}
+	if s.Process.Terminal && o.ConsoleSocket == "" {
+		return errors.New("process.terminal is true: --console-socket is required")
+	}
+	rootfs := s.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	if st, err := os.Stat(rootfs); err != nil {
+		return fmt.Errorf("config.json: root.path: %w", err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("config.json: root.path: %s is not a directory", rootfs)
+	}
+	cfg, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode config: %w", err)
+	}
+	stateDir := filepath.Join(m.root, id)
+	rec := store.Container{
+		ID: id, Bundle: bundle, Rootfs: rootfs, StateDir: stateDir, Status: "creating",
+		Created: time.Now().UTC(), Owner: currentOwner(), Annotations: s.Annotations, Config: cfg,
+	}
+	if err := m.store.CreateContainer(ctx, rec); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			m.rollback(id, s)
+		}
+	}()
+	// A state dir left by a crash of an earlier container with this ID is stale: the record was gone.
+	os.RemoveAll(stateDir)
+	if err := os.MkdirAll(stateDir, 0o711); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	fifo := filepath.Join(stateDir, fifoName)
+	old := unix.Umask(0)
+	err = unix.Mkfifo(fifo, 0o622)
+	unix.Umask(old)
+	if err != nil {
+		return fmt.Errorf("create exec fifo: %w", err)
+	}
+
+	req := &createRequest{
+		ID: id, Bundle: bundle, Rootfs: rootfs, StateDir: stateDir, FifoPath: fifo, Spec: s, Opts: o,
+	}
+	req.onPid = func(pid int) error {
+		start, err := ProcStartTime(pid)
+		if err != nil {
+			return fmt.Errorf("container init %d: %w", pid, err)
+		}
+		rec.Pid, rec.PidStart = pid, start
+		return m.store.UpdateContainer(ctx, id, func(c *store.Container) error {
+			c.Pid, c.PidStart = pid, start
+			return nil
+		})
+	}
+	req.state = func() specs.State { return stateFor(&rec, specs.StateCreating) }
+	req.runHooks = func(ctx context.Context, kind string, hooks []specs.Hook) error {
+		st := stateFor(&rec, specs.StateCreating)
+		return RunHooks(ctx, kind, hooks, &st)
+	}
+	if err := m.backend.create(ctx, req); err != nil {
+		return err
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, rec.Pid); err != nil {
+			return err
+		}
+	}
+	return m.store.UpdateContainer(ctx, id, func(c *store.Container) error {
+		c.Status = string(specs.StateCreated)
+		return nil
+	})
+}
+
+// rollback removes everything a failed create made. It runs with its own context: the create's may be done.
+func (m *Manager) rollback(id string, s *specs.Spec) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rec, err := m.store.Container(ctx, id)
+	if err != nil {
+		return
+	}
+	m.killAndWait(ctx, &rec, s)
+	if err := m.backend.destroy(ctx, &rec, s); err != nil {
+		m.log.Warn("rollback", "id", id, "err", err)
+	}
+	os.RemoveAll(rec.StateDir)
+	m.store.DeleteContainer(ctx, id)
+}
+
+// Start runs the user process of a created container.
+func (m *Manager) Start(ctx context.Context, id string) error {
+	rec, err := m.store.Container(ctx, id)
+	if err != nil {
+		return err
+	}
+	if st := m.status(&rec); st != specs.StateCreated {
+		return fmt.Errorf("cannot start a container that is %s: %w", st, ErrWrongState)
+	}
+	fifo := filepath.Join(rec.StateDir, fifoName)
+	if err := waitFifo(ctx, fifo, &rec); err != nil {
+		return err
+	}
+	os.Remove(fifo)
+	if err := m.store.UpdateContainer(ctx, id, func(c *store.Container) error {
+		c.Status = string(specs.StateRunning)
+		return nil
+	}); err != nil {
+		return err
+	}
+	s, err := recSpec(&rec)
+	if err != nil {
+		return err
+	}
+	if s.Hooks != nil && len(s.Hooks.Poststart) > 0 {
+		st := stateFor(&rec, specs.StateRunning)
+		if err := RunHooks(ctx, "poststart", s.Hooks.Poststart, &st); err != nil {
+			// runc kills the container when a poststart hook fails.
+			m.killAndWait(ctx, &rec, s)
+			return err
+		}
+	}
+	return nil
+}
+
+// waitFifo opens the exec fifo for reading, which releases the init blocked opening it for writing, and
+// reads the init's answer: "0", then an error text if startContainer hooks or exec fail.
+func waitFifo(ctx context.Context, fifo string, rec *store.Container) error {
+	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	defer unix.Close(fd)
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 20)
+		if err != nil && err != unix.EINTR {
+			return fmt.Errorf("poll exec fifo: %w", err)
+		}
+		if n > 0 {
+			r, err := unix.Read(fd, buf)
+			if r > 0 {
+				got = append(got, buf[:r]...)
+				continue
+			}
+			if err == unix.EAGAIN {
+				continue
+			}
+			// EOF: the init exec'd (the fifo was close-on-exec) or exited.
+			break
+		}
+		if len(got) == 0 && !ProcAlive(rec.Pid, rec.PidStart) {
+			return fmt.Errorf("container %s: init exited before start: %w", rec.ID, ErrNotRunning)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	if len(got) == 0 || got[0] != '0' {
+		return fmt.Errorf("container %s: init did not start", rec.ID)
+	}
+	if len(got) > 1 {
+		return fmt.Errorf("container %s: %s", rec.ID, got[1:])
+	}
+	return nil
+}
+
+// Kill sends sig to the container's init, or with all to every process of the container.
+func (m *Manager) Kill(ctx context.Context, id string, sig unix.Signal, all bool) error {
+	rec, err := m.store.Container(ctx, id)
+	if err != nil {
+		return err
+	}
+	st := m.status(&rec)
+	if st == specs.StateStopped {
+		if all {
+			return nil // runc: kill --all of a stopped container succeeds
+		}
+		return fmt.Errorf("container %s: %w", id, ErrNotRunning)
+	}
+	if !all {
+		if err := unix.Kill(rec.Pid, sig); err != nil {
+			return fmt.Errorf("kill container %s: %w", id, err)
+		}
+		return nil
+	}
+	s, err := recSpec(&rec)
+	if err != nil {
+		return err
+	}
+	return m.signalAll(&rec, s, sig)
+}
+
+func (m *Manager) signalAll(rec *store.Container, s *specs.Spec, sig unix.Signal) error {
+	pids, err := m.backend.processes(rec, s)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("kill %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+// killAndWait SIGKILLs every process of the container and waits for the init to be gone.
+func (m *Manager) killAndWait(ctx context.Context, rec *store.Container, s *specs.Spec) {
+	if rec.Pid == 0 || !ProcAlive(rec.Pid, rec.PidStart) {
+		return
+	}
+	if err := m.signalAll(rec, s, unix.SIGKILL); err != nil {
+		m.log.Warn("kill", "id", rec.ID, "err", err)
+	}
+	unix.Kill(rec.Pid, unix.SIGKILL)
+	if err := WaitExit(ctx, rec.Pid, rec.PidStart); err != nil {
+		m.log.Warn("wait for init", "id", rec.ID, "err", err)
+	}
+}
+
+// Delete removes a container. A created one is killed first (as runc does); a running one only with force.
+// With force, a missing container is not an error.
+func (m *Manager) Delete(ctx context.Context, id string, force bool) error {
+	rec, err := m.store.Container(ctx, id)
+	if err != nil {
+		if force && errors.Is(err, store.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	s, err := recSpec(&rec)
+	if err != nil && !force {
+		return err
+	}
+	st := m.status(&rec)
+	switch {
+	case st == specs.StateStopped, st == specs.StateCreated, force:
+	default:
+		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
+	}
+	m.killAndWait(ctx, &rec, s)
+	if err := m.backend.destroy(ctx, &rec, s); err != nil {
+		return err
+	}
+	if s != nil && s.Hooks != nil && rec.Status != "creating" {
+		state := stateFor(&rec, specs.StateStopped)
+		// The spec: a failing poststop hook is logged and the deletion goes on.
+		if err := RunHooks(ctx, "poststop", s.Hooks.Poststop, &state); err != nil {
+			m.log.Warn("poststop hook", "id", id, "err", err)
+		}
+	}
+	if err := os.RemoveAll(rec.StateDir); err != nil {
+		return fmt.Errorf("remove state dir: %w", err)
+	}
+	if err := m.store.DeleteContainer(ctx, id); err != nil && !errors.Is(err, store.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// State returns the runtime-spec state of a container.
+func (m *Manager) State(ctx context.Context, id string) (*State, error) {
+	rec, err := m.store.Container(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	st := m.stateOf(&rec)
+	return &st, nil
+}
+
+// List returns the state of every container, sorted by ID.
+func (m *Manager) List(ctx context.Context) ([]State, error) {
+	recs, err := m.store.Containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]State, 0, len(recs))
+	for i := range recs {
+		out = append(out, m.stateOf(&recs[i]))
+	}
+	return out, nil
+}
+
+// status derives the container's status from its record and the live process: the record alone can lie
+// after a crash, and a pid alone can be reused, so the pid's start time must match too.
+func (m *Manager) status(rec *store.Container) specs.ContainerState {
+	if rec.Pid == 0 {
+		if rec.Status == "creating" {
+			return specs.StateCreating
+		}
+		return specs.StateStopped
+	}
+	if !ProcAlive(rec.Pid, rec.PidStart) {
+		return specs.StateStopped
+	}
+	if rec.Status == "creating" {
+		return specs.StateCreating
+	}
+	if _, err := os.Lstat(filepath.Join(rec.StateDir, fifoName)); err == nil {
+		return specs.StateCreated
+	}
+	return specs.StateRunning
+}
+
+func recSpec(rec *store.Container) (*specs.Spec, error) {
+	var s specs.Spec
+	if err := json.Unmarshal(rec.Config, &s); err != nil {
+		return nil, fmt.Errorf("container %s: stored config: %w", rec.ID, err)
+	}
+	return &s, nil
+}
+
+func writePidFile(path string, pid int) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(fmt.Sprint(pid)), 0o644); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return nil
+}
+
+func currentOwner() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return fmt.Sprint(os.Getuid())
+}
