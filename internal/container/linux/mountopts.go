@@ -1,7 +1,6 @@
 package linux
 
 import (
-	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -276,12 +275,12 @@ type mountCgroupHier struct {
 	Name    string // directory under the container's cgroup mount: "cpu", "cpu,cpuacct", "unified"
 	Type    string // "cgroup" or "cgroup2"
 	Options string // mount data selecting a v1 hierarchy: "cpu,cpuacct", "name=systemd"
-	Source  string // the host directory of this process's cgroup in that hierarchy
+	Source  string // the host directory of this process's cgroup in that hierarchy ("" if unreachable)
 }
 
 // mountCgroupHierarchies pairs the cgroup mounts directly under base (from mountinfo) with this
 // process's /proc/self/cgroup lines. A hierarchy the process has no line for is skipped.
-func mountCgroupHierarchies(mounts []*mountinfo.Info, procCgroup, base string) ([]mountCgroupHier, error) {
+func mountCgroupHierarchies(mounts []*mountinfo.Info, procCgroup, base string) []mountCgroupHier {
 	paths := map[string]string{} // controller list ("" for v2) -> cgroup path
 	for line := range strings.Lines(procCgroup) {
 		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
@@ -298,15 +297,15 @@ func mountCgroupHierarchies(mounts []*mountinfo.Info, procCgroup, base string) (
 		if !ok {
 			continue
 		}
-		rel, err := mountCgroupRel(paths[ctrl], m.Root)
-		if err != nil {
-			return nil, fmt.Errorf("cgroup hierarchy %s: %w", m.Mountpoint, err)
+		h := mountCgroupHier{Name: path.Base(m.Mountpoint), Type: m.FSType, Options: ctrl}
+		// In a cgroup namespace the mount's root may lie outside it ("/../.."): no bind source then,
+		// and the hierarchy can only be shown by mounting it.
+		if rel, ok := mountCgroupRel(paths[ctrl], m.Root); ok {
+			h.Source = path.Join(m.Mountpoint, rel)
 		}
-		out = append(out, mountCgroupHier{
-			Name: path.Base(m.Mountpoint), Type: m.FSType, Options: ctrl, Source: path.Join(m.Mountpoint, rel),
-		})
+		out = append(out, h)
 	}
-	return out, nil
+	return out
 }
 
 // mountCgroupMatch finds the /proc/self/cgroup controller list that names the hierarchy mounted at m.
@@ -332,12 +331,12 @@ func mountCgroupMatch(m *mountinfo.Info, paths map[string]string) (string, bool)
 }
 
 // mountCgroupRel turns a cgroup path into a path below the mount's root directory.
-func mountCgroupRel(cgroup, root string) (string, error) {
+func mountCgroupRel(cgroup, root string) (string, bool) {
 	if root == "/" {
-		return cgroup, nil
+		return cgroup, true
 	}
 	if cgroup == root || strings.HasPrefix(cgroup, root+"/") {
-		return "/" + strings.TrimPrefix(cgroup, root), nil
+		return "/" + strings.TrimPrefix(cgroup, root), true
 	}
-	return "", fmt.Errorf("cgroup %s is outside the mount's root %s", cgroup, root)
+	return "", false
 }

@@ -237,10 +237,7 @@ func TestMountCgroupHierarchies(t *testing.T) {
 		{Mountpoint: "/other/cgroup/blkio", FSType: "cgroup", Root: "/", VFSOptions: "rw,blkio"},
 	}
 	self := "9:pids:/knast/c1\n8:cpu,cpuacct:/knast/c1\n7:memory:/knast/c1\n1:name=systemd:/user.slice\n0::/knast/c1\n"
-	got, err := mountCgroupHierarchies(mounts, self, "/sys/fs/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := mountCgroupHierarchies(mounts, self, "/sys/fs/cgroup")
 	want := []mountCgroupHier{
 		{Name: "cpu,cpuacct", Type: "cgroup", Options: "cpu,cpuacct", Source: "/sys/fs/cgroup/cpu,cpuacct/knast/c1"},
 		{Name: "memory", Type: "cgroup", Options: "memory", Source: "/sys/fs/cgroup/memory/knast/c1"},
@@ -252,8 +249,11 @@ func TestMountCgroupHierarchies(t *testing.T) {
 		t.Errorf("mountCgroupHierarchies mismatch (-want +got):\n%s", diff)
 	}
 
-	outside := []*mountinfo.Info{{Mountpoint: "/sys/fs/cgroup/pids", FSType: "cgroup", Root: "/other", VFSOptions: "rw,pids"}}
-	if _, err := mountCgroupHierarchies(outside, "3:pids:/knast/c1\n", "/sys/fs/cgroup"); err == nil {
-		t.Error("a cgroup outside the mount root was accepted")
+	// In a cgroup namespace the mount root lies outside the namespace: no bind source.
+	outside := []*mountinfo.Info{{Mountpoint: "/sys/fs/cgroup/pids", FSType: "cgroup", Root: "/../..", VFSOptions: "rw,pids"}}
+	got = mountCgroupHierarchies(outside, "3:pids:/\n", "/sys/fs/cgroup")
+	want = []mountCgroupHier{{Name: "pids", Type: "cgroup", Options: "pids"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mountCgroupHierarchies in a cgroup namespace mismatch (-want +got):\n%s", diff)
 	}
 }

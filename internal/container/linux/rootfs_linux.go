@@ -575,7 +575,7 @@ func rootfsCgroupHierarchies() ([]mountCgroupHier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return mountCgroupHierarchies(mounts, string(self), "/sys/fs/cgroup")
+	return mountCgroupHierarchies(mounts, string(self), "/sys/fs/cgroup"), nil
 }
 
 // cgroupHier shows one hierarchy in the tmpfs mnt, plus a symlink per controller of a joint hierarchy
@@ -595,6 +595,9 @@ func (r *rootfsMounter) cgroupHier(mnt *os.File, h mountCgroupHier, flags uintpt
 			return err
 		}
 	} else {
+		if h.Source == "" {
+			return errors.New("this process's cgroup is outside the hierarchy's mount (a cgroup namespace the spec does not name?)")
+		}
 		if err := unix.Mount(h.Source, mountProcPath(sub), "bind", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind %s: %w", h.Source, err)
 		}
@@ -630,7 +633,7 @@ func (r *rootfsMounter) cgroup2(m specs.Mount, o MountOptions) error {
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY) {
 		hiers, herr := rootfsCgroupHierarchies()
 		for _, h := range hiers {
-			if h.Type == "cgroup2" && herr == nil {
+			if h.Type == "cgroup2" && h.Source != "" && herr == nil {
 				return r.fallbackBind(m, o, h.Source)
 			}
 		}

@@ -230,6 +230,15 @@ func rootfsChildObserve(res map[string]string) {
 	if unix.Stat("/idmapped/file", &st) == nil {
 		res["idmap_uid"] = strconv.Itoa(int(st.Uid))
 	}
+	if unix.Lstat("/dev/mydev", &st) == nil {
+		res["mydev"] = fmt.Sprintf("%o %o %d:%d %d:%d", st.Mode&unix.S_IFMT, st.Mode&0o7777, unix.Major(st.Rdev), unix.Minor(st.Rdev), st.Uid, st.Gid)
+	}
+	if unix.Lstat("/dev/myfifo", &st) == nil {
+		res["myfifo"] = fmt.Sprintf("%o", st.Mode&unix.S_IFMT)
+	}
+	if mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter("/")); err == nil && len(mounts) == 1 {
+		res["root_shared"] = strconv.FormatBool(strings.Contains(mounts[0].Optional, "shared:"))
+	}
 	res["ptmx"], _ = os.Readlink("/dev/ptmx")
 	res["dev_fd"], _ = os.Readlink("/dev/fd")
 	res["proc_self"], _ = os.Readlink("/proc/self")
@@ -499,5 +508,48 @@ func TestPrepareRootfsErrorNamesMount(t *testing.T) {
 	want := fmt.Sprintf(`mount "none" on "/bad" (mounts[%d]): no such device`, len(s.Mounts)-1)
 	if res["error"] != want {
 		t.Errorf("error = %q, want %q", res["error"], want)
+	}
+}
+
+// linux.devices are created with their type, mode and owner; a read-only /dev is remounted read-only
+// only after they exist; a cgroup namespace gets the cgroup filesystems themselves; the final root
+// propagation is applied.
+func TestPrepareRootfsDevices(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := rootfsMakeBundle(t)
+	s := rootfsSpec(b)
+	s.Mounts[1].Options = append(s.Mounts[1].Options, "ro")
+	mode, uid := os.FileMode(0o640), uint32(1000)
+	s.Linux.Devices = []specs.LinuxDevice{
+		{Path: "/dev/mydev", Type: "c", Major: 1, Minor: 7, FileMode: &mode, UID: &uid, GID: &uid},
+		{Path: "/dev/myfifo", Type: "p"},
+	}
+	s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.CgroupNamespace}}
+	s.Linux.RootfsPropagation = "shared"
+	res := rootfsRunChild(t, rootfsChildInput{Spec: s, Rootfs: b.rootfs},
+		&syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP})
+	rootfsCheck(t, res, map[string]string{
+		"mydev": "20000 640 1:7 1000:1000", "myfifo": "10000", "dev_null": "20000 1:3", "dev_ro": "true",
+		"cgroup_memory": "ok", "cgroup_ro": "true", "root_shared": "true", "ptmx": "pts/ptmx",
+	})
+}
+
+// CVE-2025-31133: masking binds /dev/null, so a /dev/null that is not the null device must stop it.
+func TestFinishRootfsRejectsFakeDevNull(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := rootfsMakeBundle(t)
+	if err := os.Symlink("/etc/passwd", filepath.Join(b.rootfs, "dev", "null")); err != nil {
+		t.Fatal(err)
+	}
+	s := rootfsSpec(b)
+	s.Mounts = s.Mounts[:1] // proc only: the image's /dev is used as is
+	res := rootfsRunChild(t, rootfsChildInput{Spec: s, Rootfs: b.rootfs},
+		&syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC})
+	want := `linux.maskedPaths[0] "/etc/secret": /dev/null is not the null device (char 1:3)`
+	if res["error"] != want {
+		t.Errorf("error = %q, want %q", res["error"], want)
+	}
+	if b, err := os.ReadFile("/etc/passwd"); err != nil || len(b) == 0 {
+		t.Errorf("host /etc/passwd damaged: %v", err)
 	}
 }
