@@ -32,7 +32,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-show() { printf '+ %s\n' "$*"; "$@"; }
+# show prints a command the way one would type it, then runs it.
+show() {
+	local out=+ a
+	for a in "$@"; do
+		if [[ $a =~ ^[A-Za-z0-9_./=:@%+-]+$ ]]; then out+=" $a"; else out+=" '${a//\'/\'\\\'\'}'"; fi
+	done
+	printf '%s\n' "$out"
+	"$@"
+}
 
 echo "== rootfs: busybox-static in $bundle/rootfs"
 mkdir -p "$bundle/rootfs"/{bin,proc,sys,dev,tmp,etc,root}
