@@ -1,11 +1,15 @@
 package linux
 
 import (
+	"errors"
+	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Linux mount(2) MS_* and mount_setattr(2) MOUNT_ATTR_* values. They are spelled out here instead of
@@ -339,4 +343,30 @@ func mountCgroupRel(cgroup, root string) (string, bool) {
 		return "/" + strings.TrimPrefix(cgroup, root), true
 	}
 	return "", false
+}
+
+// mountIDMapText renders ID mappings in the uid_map/gid_map format.
+func mountIDMapText(ms []specs.LinuxIDMapping) string {
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
+	}
+	return b.String()
+}
+
+// mountPidFromFdinfo reads the "Pid:" line of a pidfd's fdinfo: the pid in the pid namespace of the
+// /proc it was read from, 0 or -1 when the process is not visible there or gone.
+func mountPidFromFdinfo(fdinfo string) (int, error) {
+	for line := range strings.Lines(fdinfo) {
+		v, ok := strings.CutPrefix(line, "Pid:")
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || pid <= 0 {
+			return 0, fmt.Errorf("ID-mapping helper is not visible in /proc (pid %q)", strings.TrimSpace(v))
+		}
+		return pid, nil
+	}
+	return 0, errors.New("pidfd info has no Pid field")
 }

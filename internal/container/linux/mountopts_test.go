@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestParseMountOptionsFlags(t *testing.T) {
@@ -255,5 +256,31 @@ func TestMountCgroupHierarchies(t *testing.T) {
 	want = []mountCgroupHier{{Name: "pids", Type: "cgroup", Options: "pids"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("mountCgroupHierarchies in a cgroup namespace mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestMountIDMapText(t *testing.T) {
+	got := mountIDMapText([]specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}, {ContainerID: 65536, HostID: 5, Size: 1}})
+	if want := "0 100000 65536\n65536 5 1\n"; got != want {
+		t.Errorf("mountIDMapText = %q, want %q", got, want)
+	}
+}
+
+func TestMountPidFromFdinfo(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int
+		wantErr bool
+	}{
+		{"pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1234\nPid:\t4242\nNSpid:\t4242\t1\n", 4242, false},
+		{"Pid:\t0\n", 0, true},  // not visible in this /proc's pid namespace
+		{"Pid:\t-1\n", 0, true}, // exited
+		{"pos:\t0\n", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := mountPidFromFdinfo(tt.in)
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("mountPidFromFdinfo(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
 	}
 }

@@ -778,22 +778,5 @@ func mountProcPid(pidfd int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read pidfd info: %w", err)
 	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
-			pid, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil || pid <= 0 {
-				return 0, fmt.Errorf("ID-mapping helper is not visible in /proc (pid %q)", strings.TrimSpace(v))
-			}
-			return pid, nil
-		}
-	}
-	return 0, errors.New("read pidfd info: no Pid field")
-}
-
-func mountIDMapText(ms []specs.LinuxIDMapping) string {
-	var b strings.Builder
-	for _, m := range ms {
-		fmt.Fprintf(&b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
-	}
-	return b.String()
+	return mountPidFromFdinfo(string(b))
 }

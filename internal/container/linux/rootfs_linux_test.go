@@ -230,6 +230,9 @@ func rootfsChildObserve(res map[string]string) {
 	if unix.Stat("/idmapped/file", &st) == nil {
 		res["idmap_uid"] = strconv.Itoa(int(st.Uid))
 	}
+	if unix.Stat("/idtmp", &st) == nil {
+		res["idmap_tmpfs_uid"] = strconv.Itoa(int(st.Uid))
+	}
 	if unix.Lstat("/dev/mydev", &st) == nil {
 		res["mydev"] = fmt.Sprintf("%o %o %d:%d %d:%d", st.Mode&unix.S_IFMT, st.Mode&0o7777, unix.Major(st.Rdev), unix.Minor(st.Rdev), st.Uid, st.Gid)
 	}
@@ -389,6 +392,7 @@ func TestPrepareRootfs(t *testing.T) {
 		specs.Mount{Destination: "/rw", Source: b.rw, Options: []string{"bind", "rw", "rprivate"}},
 		specs.Mount{Destination: "/copy", Type: "tmpfs", Source: "tmpfs", Options: []string{"tmpcopyup", "size=1m"}},
 		specs.Mount{Destination: "/idmapped", Source: b.idmap, Options: []string{"bind", "idmap"}, UIDMappings: idmap, GIDMappings: idmap},
+		specs.Mount{Destination: "/idtmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"idmap", "size=1m"}, UIDMappings: idmap, GIDMappings: idmap},
 	)
 	res := rootfsRunChild(t, rootfsChildInput{Spec: s, Rootfs: b.rootfs, PreTmp: b.rro + "/sub", Console: true, Opts: RootfsOptions{Terminal: true}},
 		&syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC})
@@ -399,7 +403,7 @@ func TestPrepareRootfs(t *testing.T) {
 		"masked_file": `""`, "masked_dir": "0", "masked_timer_list": "0", "masked_acpi_tmpfs": "true",
 		"dev_null": "20000 1:3", "tmp_mode": "1777", "ptmx": "pts/ptmx", "dev_fd": "/proc/self/fd",
 		"proc_self": "1", "devpts": "ok", "sysfs": "ok", "copyup": "seeded", "copyup_write": "ok",
-		"idmap_uid": "100000", "console": "slave", "busybox_sh": "hi ok",
+		"idmap_uid": "100000", "idmap_tmpfs_uid": "100000", "console": "slave", "busybox_sh": "hi ok",
 	})
 	// The rw bind wrote through to the host; the copy-up tmpfs did not.
 	if _, err := os.Stat(filepath.Join(b.rw, "new")); err != nil {
