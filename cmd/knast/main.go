@@ -53,6 +53,7 @@ func commands() map[string]command {
 		"spec":       specCmd(),
 		"create":     createCmd(),
 		"start":      startCmd(),
+		"exec":       execCmd(),
 		"run":        runCmd(),
 		"state":      stateCmd(),
 		"kill":       killCmd(),

@@ -21,7 +21,16 @@ type backend interface {
 	// destroy removes what the container left outside its own namespaces; idempotent, and must work
 	// after a crash at any point of create.
 	destroy(ctx context.Context, rec *store.Container, spec *specs.Spec) error
+	// exec starts r.Spec.Process in the running container's namespaces and returns its host pid.
+	exec(ctx context.Context, r *execRequest) (int, error)
 	features() *features.Features
+}
+
+// execRequest is what the lifecycle hands the backend for one exec.
+type execRequest struct {
+	Rec  *store.Container
+	Spec *specs.Spec // the container's config with Process replaced by the exec'd process
+	Opts ExecOptions
 }
 
 // createRequest is what the lifecycle hands the backend for one create.

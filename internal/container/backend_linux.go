@@ -41,29 +41,16 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 			create = append(create, ns.Type)
 		}
 	}
-	stdin, stdout, stderr := r.Opts.Stdin, r.Opts.Stdout, r.Opts.Stderr
-	if stdin == nil {
-		stdin, stdout, stderr = os.Stdin, os.Stdout, os.Stderr
+	io, err := newSpawnIO(r.Opts.Stdin, r.Opts.Stdout, r.Opts.Stderr, r.Opts.PreserveFds, r.Opts.ConsoleSocket)
+	if err != nil {
+		return err
 	}
-	var extra []*os.File
-	for i := 0; i < r.Opts.PreserveFds; i++ {
-		extra = append(extra, os.NewFile(uintptr(3+i), "preserved-fd-"+strconv.Itoa(3+i)))
-	}
-	consoleFd := -1
-	if r.Opts.ConsoleSocket != "" {
-		f, err := dialConsole(r.Opts.ConsoleSocket)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		consoleFd = 3 + len(extra)
-		extra = append(extra, f)
-	}
+	defer io.close()
 	p, err := linux.Spawn(ctx, linux.SpawnConfig{
 		Args: []string{"init"}, Join: join, New: create,
 		UIDMappings: s.Linux.UIDMappings, GIDMappings: s.Linux.GIDMappings,
 		TimeOffsets: s.Linux.TimeOffsets,
-		Stdin:       stdin, Stdout: stdout, Stderr: stderr, ExtraFiles: extra,
+		Stdin:       io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra,
 	})
 	if err != nil {
 		return err
@@ -79,7 +66,7 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	conn := linux.NewConn(p.Sync)
 	cfg := &linux.InitConfig{
 		ID: r.ID, Spec: s, Rootfs: r.Rootfs, FifoPath: r.FifoPath, NoPivot: r.Opts.NoPivot,
-		NoNewKeyring: r.Opts.NoNewKeyring, PreserveFds: r.Opts.PreserveFds, ConsoleFd: consoleFd,
+		NoNewKeyring: r.Opts.NoNewKeyring, PreserveFds: r.Opts.PreserveFds, ConsoleFd: io.consoleFd,
 		UserNS: userNS, State: r.state(),
 	}
 	if err := conn.Send(linux.Message{Type: linux.MsgConfig, Config: cfg}); err != nil {
@@ -117,6 +104,93 @@ func initErr(ctx context.Context, err error) error {
 		return ctx.Err()
 	}
 	return fmt.Errorf("container init: %w", err)
+}
+
+// spawnIO is the stdio and extra fds of a spawned init: the preserved fds first, then the console socket.
+type spawnIO struct {
+	stdin, stdout, stderr *os.File
+	extra                 []*os.File
+	consoleFd             int // in the child, or -1
+	console               *os.File
+}
+
+func newSpawnIO(stdin, stdout, stderr *os.File, preserve int, consoleSocket string) (*spawnIO, error) {
+	io := &spawnIO{stdin: stdin, stdout: stdout, stderr: stderr, consoleFd: -1}
+	if io.stdin == nil {
+		io.stdin, io.stdout, io.stderr = os.Stdin, os.Stdout, os.Stderr
+	}
+	for i := 0; i < preserve; i++ {
+		io.extra = append(io.extra, os.NewFile(uintptr(3+i), "preserved-fd-"+strconv.Itoa(3+i)))
+	}
+	if consoleSocket != "" {
+		f, err := dialConsole(consoleSocket)
+		if err != nil {
+			return nil, err
+		}
+		io.console, io.consoleFd = f, 3+len(io.extra)
+		io.extra = append(io.extra, f)
+	}
+	return io, nil
+}
+
+func (io *spawnIO) close() {
+	if io.console != nil {
+		io.console.Close()
+	}
+}
+
+// exec joins every namespace of the container's init and runs the process there.
+func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
+	s := r.Spec
+	if s.Linux == nil {
+		return -1, errors.New("config.json: linux: required on Linux")
+	}
+	var join []specs.LinuxNamespace
+	for _, ns := range s.Linux.Namespaces {
+		join = append(join, specs.LinuxNamespace{Type: ns.Type, Path: fmt.Sprintf("/proc/%d/ns/%s", r.Rec.Pid, nsProcName(ns.Type))})
+	}
+	io, err := newSpawnIO(r.Opts.Stdin, r.Opts.Stdout, r.Opts.Stderr, r.Opts.PreserveFds, r.Opts.ConsoleSocket)
+	if err != nil {
+		return -1, err
+	}
+	defer io.close()
+	p, err := linux.Spawn(ctx, linux.SpawnConfig{
+		Args: []string{"init"}, Join: join,
+		Stdin: io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra,
+	})
+	if err != nil {
+		return -1, err
+	}
+	defer p.Sync.Close()
+	stop := context.AfterFunc(ctx, func() { p.Sync.Close() })
+	defer stop()
+	conn := linux.NewConn(p.Sync)
+	cfg := &linux.InitConfig{
+		ID: r.Rec.ID, Spec: s, Rootfs: r.Rec.Rootfs, PreserveFds: r.Opts.PreserveFds,
+		ConsoleFd: io.consoleFd, Exec: true,
+	}
+	err = conn.Send(linux.Message{Type: linux.MsgConfig, Config: cfg})
+	if err == nil {
+		_, err = conn.Expect(linux.MsgReady)
+	}
+	if err != nil {
+		unix.Kill(p.Pid, unix.SIGKILL)
+		unix.Wait4(p.Pid, nil, 0, nil)
+		return -1, initErr(ctx, err)
+	}
+	return p.Pid, nil
+}
+
+// nsProcName is the name of a namespace under /proc/<pid>/ns.
+func nsProcName(t specs.LinuxNamespaceType) string {
+	switch t {
+	case specs.MountNamespace:
+		return "mnt"
+	case specs.NetworkNamespace:
+		return "net"
+	default:
+		return string(t)
+	}
 }
 
 // dialConsole connects to the --console-socket; the connected fd goes to the init, which sends the pty

@@ -32,6 +32,8 @@ func (otherBackend) processes(rec *store.Container, _ *specs.Spec) ([]int, error
 	return []int{rec.Pid}, nil
 }
 
+func (otherBackend) exec(context.Context, *execRequest) (int, error) { return -1, errNoBackend }
+
 func (otherBackend) destroy(context.Context, *store.Container, *specs.Spec) error { return nil }
 
 func (otherBackend) features() *features.Features {

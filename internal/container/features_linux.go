@@ -25,7 +25,7 @@ func (b *linuxBackend) features() *features.Features {
 				string(specs.NetworkNamespace), string(specs.PIDNamespace), string(specs.TimeNamespace),
 				string(specs.UserNamespace), string(specs.UTSNamespace),
 			},
-			Capabilities:    linux.CapabilityNames(),
+			Capabilities: linux.CapabilityNames(),
 			// cgroups and seccomp are not wired into the lifecycle yet: reported as absent.
 			Cgroup:          &features.Cgroup{V1: &no, V2: &no, Systemd: &no, SystemdUser: &no, Rdma: &no},
 			Seccomp:         &features.Seccomp{Enabled: &no},

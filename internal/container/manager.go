@@ -32,6 +32,9 @@ var (
 
 const fifoName = "exec.fifo"
 
+// statePaused is runc's status for a frozen container; the runtime-spec itself has no such state.
+const statePaused specs.ContainerState = "paused"
+
 // Manager runs containers under one state root.
 type Manager struct {
 	root    string
