@@ -31,7 +31,7 @@ type SpawnConfig struct {
 	SetgroupsDeny            bool                             // write "deny" to setgroups of a new user namespace
 	TimeOffsets              map[string]specs.LinuxTimeOffset // "monotonic"/"boottime"; needs New time
 
-	Stdin, Stdout, Stderr *os.File // nil means /dev/null
+	Stdin, Stdout, Stderr *os.File   // nil means /dev/null
 	ExtraFiles            []*os.File // child fds 3..; the sync socket follows at 3+len(ExtraFiles)
 	Cgroup                *os.File   // optional cgroup v2 directory the child is cloned into
 }
@@ -165,7 +165,10 @@ func spawnMakePlan(c SpawnConfig) (spawnPlan, error) {
 //
 // The calling process becomes a child subreaper, so a final process forked
 // by the C phase is reparented to it and can be wait4()ed. The child gets
-// Pdeathsig SIGKILL; a final process that must outlive the caller clears it.
+// Pdeathsig SIGKILL for the C phase only: the final process must outlive
+// `knast create`, so it has none (a fork clears it; without a fork the
+// constructor does). Once Spawn returns, the final process learns of the
+// caller's death by EOF on the sync socket.
 func Spawn(ctx context.Context, c SpawnConfig) (*Process, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("spawn: %w", err)

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -54,6 +55,7 @@ type spawnTestView struct {
 	RawEnv    []string // names in /proc/self/environ starting with _KNAST_
 	RawEnvErr string   // reading it (a non-dumpable process cannot)
 	ExtraErr  string   // writing to fd 3
+	Pdeathsig int      // prctl(PR_GET_PDEATHSIG)
 }
 
 // spawnTestChild is the body of the spawned test binary.
@@ -79,6 +81,12 @@ func spawnTestChild(mode string) int {
 		return 0
 	}
 	v.Pid, v.UID, v.GID = os.Getpid(), os.Getuid(), os.Getgid()
+	var sig int32
+	if err := unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0, 0, 0); err != nil {
+		v.Pdeathsig = -1
+	} else {
+		v.Pdeathsig = int(sig)
+	}
 	v.NS = spawnTestNamespaces("self")
 	read := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
 	v.UIDMap, v.GIDMap = read("/proc/self/uid_map"), read("/proc/self/gid_map")
@@ -269,6 +277,10 @@ func spawnTestRun(t *testing.T, cfg SpawnConfig, parentCheck func(t *testing.T, 
 		t.Logf("child cannot read its /proc/self/environ: %s", v.RawEnvErr)
 	} else if diff := cmp.Diff([]string{"_KNAST_SYNCFD"}, v.RawEnv); diff != "" {
 		t.Errorf("_KNAST_ names in /proc/self/environ (-want +got):\n%s", diff)
+	}
+	// The final process outlives `knast create`: no parent-death signal.
+	if v.Pdeathsig != 0 {
+		t.Errorf("child parent-death signal %d, want none", v.Pdeathsig)
 	}
 	spawnTestCheckExe(t, p.Pid)
 	if parentCheck != nil {
@@ -503,7 +515,7 @@ func TestSpawn(t *testing.T) {
 			name:   "new cgroup ns in a cgroup",
 			needs:  "cgroup",
 			cgroup: true,
-			cfg:      SpawnConfig{New: []specs.LinuxNamespaceType{specs.CgroupNamespace}},
+			cfg:    SpawnConfig{New: []specs.LinuxNamespaceType{specs.CgroupNamespace}},
 			check: func(t *testing.T, v spawnTestView) {
 				differ(t, v, "cgroup")
 				if !strings.Contains(v.Cgroup, "0::/\n") {

@@ -20,7 +20,8 @@
  * user first, mnt last; unshare(CLONE_NEWUSER) and waits for the parent to
  * write the id maps; unshare the rest; writes the time offsets; forks when a
  * pid namespace was joined or created or a time namespace was created (both
- * only apply to children); reports the final pid; lets Go start.
+ * only apply to children); reports the final pid; lets Go start. The final
+ * process has no parent-death signal (see below).
  *
  * Wire format on the sync socket, both directions: one tag byte, a payload
  * without '\n', then '\n'.
@@ -393,7 +394,12 @@ static void nsenter(void)
 	free(offsets);
 	free(denyenv);
 
+	/* The parent-death signal guards only the C phase: a forked final
+	 * process never has one, so for the same behaviour without a fork we
+	 * drop it. Later, a vanished parent shows as EOF on the sync socket. */
 	if (!joinedpid && !(flags & (CLONE_NEWPID | CLONE_NEWTIME))) {
+		if (prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0) < 0)
+			nsenter_fail(syncfd, 1, "prctl PR_SET_PDEATHSIG");
 		if (nsenter_send(syncfd, 'P', (long)getpid(), 1) < 0)
 			_exit(1);
 		return;
