@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -80,6 +81,7 @@ func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err e
 	} else if !st.IsDir() {
 		return fmt.Errorf("config.json: root.path: %s is not a directory", rootfs)
 	}
+	absBindSources(s, bundle)
 	cfg, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("encode config: %w", err)
@@ -373,6 +375,20 @@ func (m *Manager) status(rec *store.Container) specs.ContainerState {
 		return specs.StateCreated
 	}
 	return specs.StateRunning
+}
+
+// absBindSources makes relative bind-mount sources relative to the bundle, as runc does; the init must
+// not depend on its working directory.
+func absBindSources(s *specs.Spec, bundle string) {
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if m.Source == "" || filepath.IsAbs(m.Source) {
+			continue
+		}
+		if m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind") {
+			m.Source = filepath.Join(bundle, m.Source)
+		}
+	}
 }
 
 func recSpec(rec *store.Container) (*specs.Spec, error) {
