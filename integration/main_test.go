@@ -288,6 +288,12 @@ func (e *env) bundle(script string, edits ...func(*specs.Spec)) string {
 // Like runc, a foreground run removes the container when its process exits.
 func (e *env) runOut(id, bundle string) (string, int) {
 	e.t.Helper()
+	r := e.runResult(id, bundle)
+	return r.Stdout, r.Code
+}
+
+func (e *env) runResult(id, bundle string) result {
+	e.t.Helper()
 	r := e.knast("run", "--bundle", bundle, id)
 	if r.Err != nil {
 		e.t.Fatalf("%s", r)
@@ -295,17 +301,17 @@ func (e *env) runOut(id, bundle string) (string, int) {
 	if st := e.knast("state", id); st.Code == 0 {
 		e.t.Errorf("container %s still exists after a foreground run: %s", id, st.Stdout)
 	}
-	return r.Stdout, r.Code
+	return r
 }
 
 // mustRun is runOut that fails the test unless the process exits 0; it returns trimmed stdout.
 func (e *env) mustRun(id, bundle string) string {
 	e.t.Helper()
-	out, code := e.runOut(id, bundle)
-	if code != 0 {
-		e.t.Fatalf("knast run %s: exit %d, stdout %q", id, code, out)
+	r := e.runResult(id, bundle)
+	if r.Code != 0 {
+		e.t.Fatalf("%s", r)
 	}
-	return strings.TrimSpace(out)
+	return strings.TrimSpace(r.Stdout)
 }
 
 // containerState is runc's `state` JSON.
