@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -107,6 +108,9 @@ type env struct {
 	root   string
 	token  string
 	before testutil.Snapshot
+	// inits are the container processes seen by this test; the container init's environment is
+	// knast's own, not the spec's, so the token cannot find it, and these must be gone at the end.
+	inits []testutil.Proc
 }
 
 // newEnv prepares a test; callers that are safe in parallel call t.Parallel() first.
@@ -153,6 +157,12 @@ func (e *env) checkLeaks() {
 		t.Errorf("leak check: containers left: %v", ids)
 	}
 	leaks := e.before.WaitLeaks(5 * time.Second)
+	for _, p := range e.inits {
+		if now, ok := testutil.LiveProc(p.Pid); ok && now.Start == p.Start {
+			leaks = append(leaks, "container process: "+now.String())
+			syscall.Kill(p.Pid, syscall.SIGKILL)
+		}
+	}
 	if len(leaks) > 0 {
 		t.Errorf("leak check: leaked:\n  %s", strings.Join(leaks, "\n  "))
 	}
@@ -265,7 +275,23 @@ func (e *env) execCtx(ctx context.Context, o *opts, args ...string) result {
 	out, _ := os.ReadFile(outF.Name())
 	errOut, _ := os.ReadFile(errF.Name())
 	res.Stdout, res.Stderr = string(out), string(errOut)
+	if res.Code == 0 && len(args) > 1 && (args[0] == "create" || args[0] == "run" && slices.Contains(args, "-d")) {
+		e.trackID(ctx, args[len(args)-1])
+	}
 	return res
+}
+
+// trackID records the init of a container that create or run -d just made.
+func (e *env) trackID(ctx context.Context, id string) {
+	cmd, _ := e.command(ctx, nil, "state", id)
+	out, err := cmd.Output()
+	if err != nil {
+		return // the failing assertion belongs to the test; this only feeds the leak check
+	}
+	var st containerState
+	if json.Unmarshal(out, &st) == nil {
+		e.track(st.Pid)
+	}
 }
 
 // bundle makes a bundle whose process runs `sh -c script` without a terminal, with the test's token in
@@ -337,7 +363,20 @@ func (e *env) state(id string) containerState {
 	if r.Stderr != "" {
 		e.t.Errorf("state %s: stderr not empty on success: %q", id, r.Stderr)
 	}
+	e.track(st.Pid)
 	return st
+}
+
+// track remembers a container process for the leak check.
+func (e *env) track(pid int) {
+	if pid <= 0 {
+		return
+	}
+	if p, ok := testutil.LiveProc(pid); ok && !slices.ContainsFunc(e.inits, func(q testutil.Proc) bool {
+		return q.Pid == p.Pid && q.Start == p.Start
+	}) {
+		e.inits = append(e.inits, p)
+	}
 }
 
 // waitStatus polls `knast state` until the container reaches status.

@@ -112,6 +112,12 @@ func scopedProcs(token string) ([]Proc, error) {
 	return out, nil
 }
 
+// LiveProc describes pid if it is alive; ok is false for processes that exited or are zombies.
+// Comparing Start with an earlier LiveProc tells a process from a later one reusing its pid.
+func LiveProc(pid int) (p Proc, ok bool) {
+	return readProc(pid)
+}
+
 // readProc reads a live process; ok is false for processes that exited or are zombies.
 func readProc(pid int) (Proc, bool) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

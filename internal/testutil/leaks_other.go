@@ -11,3 +11,8 @@ import (
 func TakeSnapshot(sc Scope) (Snapshot, error) {
 	return Snapshot{}, fmt.Errorf("snapshot: %w", errors.ErrUnsupported)
 }
+
+// LiveProc is only implemented on Linux; elsewhere it reports no process.
+func LiveProc(pid int) (p Proc, ok bool) {
+	return Proc{}, false
+}
