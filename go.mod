@@ -3,6 +3,7 @@ module github.com/knast/knast
 go 1.26.8
 
 require (
+	github.com/cilium/ebpf v0.22.0 // indirect
 	github.com/cyphar/filepath-securejoin v0.7.0 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/moby/sys/capability v0.5.0 // indirect
