@@ -4,6 +4,7 @@ package linux
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"os"
 	"path/filepath"
@@ -18,13 +19,19 @@ func TestMemfdSealedCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	orig, err := elf.NewFile(bytes.NewReader(exe))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		content []byte
+		trimmed bool // an ELF file: only what execve loads is copied
 	}{
-		{"empty", nil},
-		{"small", []byte("#!/bin/sh\necho hi\n")},
-		{"this binary", exe},
+		{"empty", nil, false},
+		{"small", []byte("#!/bin/sh\necho hi\n"), false},
+		{"truncated ELF header", exe[:40], false},
+		{"this binary", exe, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := filepath.Join(t.TempDir(), "src")
@@ -46,8 +53,11 @@ func TestMemfdSealedCopy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got, tc.content) {
+			if !tc.trimmed && !bytes.Equal(got, tc.content) {
 				t.Errorf("copy has %d bytes, want %d identical ones", len(got), len(tc.content))
+			}
+			if tc.trimmed {
+				memfdTestCheckTrimmed(t, got, tc.content, orig)
 			}
 			seals, err := unix.FcntlInt(m.Fd(), unix.F_GET_SEALS, 0)
 			if err != nil {
@@ -69,12 +79,43 @@ func TestMemfdSealedCopy(t *testing.T) {
 			if _, err := unix.FcntlInt(m.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_EXEC); !errors.Is(err, unix.EPERM) {
 				t.Errorf("add seal: %v, want EPERM", err)
 			}
-			if len(tc.content) > 0 {
-				if _, err := unix.Mmap(int(m.Fd()), 0, len(tc.content), unix.PROT_WRITE, unix.MAP_SHARED); !errors.Is(err, unix.EPERM) {
+			if len(got) > 0 {
+				if _, err := unix.Mmap(int(m.Fd()), 0, len(got), unix.PROT_WRITE, unix.MAP_SHARED); !errors.Is(err, unix.EPERM) {
 					t.Errorf("writable shared mmap: %v, want EPERM", err)
 				}
 			}
 		})
+	}
+}
+
+// memfdTestCheckTrimmed asserts got is orig cut after its last segment, with
+// a header that declares no sections and the same segments.
+func memfdTestCheckTrimmed(t *testing.T, got, content []byte, orig *elf.File) {
+	t.Helper()
+	var end uint64
+	for _, p := range orig.Progs {
+		end = max(end, p.Off+p.Filesz)
+	}
+	if uint64(len(got)) != end || end >= uint64(len(content)) {
+		t.Fatalf("copy has %d bytes, want %d (segments end) of %d", len(got), end, len(content))
+	}
+	if !bytes.Equal(got[64:], content[64:end]) {
+		t.Error("copy differs from the original after the ELF header")
+	}
+	cp, err := elf.NewFile(bytes.NewReader(got))
+	if err != nil {
+		t.Fatalf("copy is not a valid ELF file: %v", err)
+	}
+	if len(cp.Sections) != 0 {
+		t.Errorf("copy declares %d sections, want none", len(cp.Sections))
+	}
+	if cp.Entry != orig.Entry || len(cp.Progs) != len(orig.Progs) {
+		t.Fatalf("copy entry %#x with %d segments, want %#x with %d", cp.Entry, len(cp.Progs), orig.Entry, len(orig.Progs))
+	}
+	for i := range cp.Progs {
+		if cp.Progs[i].ProgHeader != orig.Progs[i].ProgHeader {
+			t.Errorf("segment %d: %+v, want %+v", i, cp.Progs[i].ProgHeader, orig.Progs[i].ProgHeader)
+		}
 	}
 }
 
