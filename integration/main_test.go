@@ -400,8 +400,9 @@ func (e *env) waitStatus(id, status string) containerState {
 func (e *env) waitFile(path string) string {
 	e.t.Helper()
 	for {
+		// A shell redirection creates the file before it writes: wait for a whole line.
 		b, err := os.ReadFile(path)
-		if err == nil {
+		if err == nil && strings.HasSuffix(string(b), "\n") {
 			return string(b)
 		}
 		select {

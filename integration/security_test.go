@@ -162,7 +162,7 @@ func TestSigkillDuringCreate(t *testing.T) {
 	b := e.bundle("echo ran > /tmp/process", func(s *specs.Spec) {
 		s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{
 			Path: "/bin/sh",
-			Args: []string{"sh", "-c", "touch " + marker + "; exec sleep 5"},
+			Args: []string{"sh", "-c", "echo started > " + marker + "; exec sleep 5"},
 			Env:  []string{"PATH=/usr/bin:/bin"},
 		}}}
 	})

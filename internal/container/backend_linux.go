@@ -46,6 +46,13 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 		return err
 	}
 	defer io.close()
+	fifo, err := os.OpenFile(r.FifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	defer fifo.Close()
+	fifoFd := 3 + len(io.extra)
+	io.extra = append(io.extra, fifo)
 	p, err := linux.Spawn(ctx, linux.SpawnConfig{
 		Args: []string{"init"}, Join: join, New: create,
 		UIDMappings: s.Linux.UIDMappings, GIDMappings: s.Linux.GIDMappings,
@@ -65,7 +72,7 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	}
 	conn := linux.NewConn(p.Sync)
 	cfg := &linux.InitConfig{
-		ID: r.ID, Spec: s, Rootfs: r.Rootfs, FifoPath: r.FifoPath, NoPivot: r.Opts.NoPivot,
+		ID: r.ID, Spec: s, Rootfs: r.Rootfs, FifoFd: fifoFd, NoPivot: r.Opts.NoPivot,
 		NoNewKeyring: r.Opts.NoNewKeyring, PreserveFds: r.Opts.PreserveFds, ConsoleFd: io.consoleFd,
 		UserNS: userNS, State: r.state(),
 	}

@@ -75,11 +75,9 @@ func initContainer(ctx context.Context, c *InitConfig, conn *Conn, sync *os.File
 			return err
 		}
 	}
-	// The exec fifo lives in the host's state dir: hold it by an O_PATH fd across pivot_root.
-	fifo, err := unix.Open(c.FifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open exec fifo: %w", err)
-	}
+	// The exec fifo lives in the host's state dir, which a user-namespaced init may not reach: the parent
+	// opened it (O_PATH) and the fd survives pivot_root.
+	fifo := c.FifoFd
 	if err := PivotRoot(c.Rootfs, c.NoPivot); err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ type InitConfig struct {
 	ID           string      `json:"id"`
 	Spec         *specs.Spec `json:"spec"`
 	Rootfs       string      `json:"rootfs"` // absolute host path
-	FifoPath     string      `json:"fifoPath"`
+	FifoFd       int         `json:"fifoFd"` // O_PATH fd of the exec fifo in the child: the init may lack access to the state dir
 	NoPivot      bool        `json:"noPivot,omitempty"`
 	NoNewKeyring bool        `json:"noNewKeyring,omitempty"`
 	PreserveFds  int         `json:"preserveFds,omitempty"`
