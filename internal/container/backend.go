@@ -21,6 +21,8 @@ type backend interface {
 	// destroy removes what the container left outside its own namespaces; idempotent, and must work
 	// after a crash at any point of create.
 	destroy(ctx context.Context, rec *store.Container, spec *specs.Spec) error
+	// resources opens the container's resource group (cgroup on Linux) for pause, stats, update and ps.
+	resources(rec *store.Container, spec *specs.Spec) (resourceCtl, error)
 	// exec starts r.Spec.Process in the running container's namespaces and returns its host pid.
 	exec(ctx context.Context, r *execRequest) (int, error)
 	features() *features.Features
@@ -31,6 +33,19 @@ type execRequest struct {
 	Rec  *store.Container
 	Spec *specs.Spec // the container's config with Process replaced by the exec'd process
 	Opts ExecOptions
+}
+
+// resourceCtl is a container's resource group.
+type resourceCtl interface {
+	Pids() ([]int, error)
+	Freeze() error
+	Thaw() error
+	Frozen() (bool, error)
+	Update(r *specs.LinuxResources) error
+	// Stats is the data of runc's stats event.
+	Stats() (any, error)
+	// OOMEvents signals each out-of-memory kill until ctx ends.
+	OOMEvents(ctx context.Context) (<-chan struct{}, error)
 }
 
 // createRequest is what the lifecycle hands the backend for one create.

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/knast/knast/internal/container/linux"
+	"github.com/knast/knast/internal/container/linux/cgroups"
 	"github.com/knast/knast/internal/store"
 )
 
@@ -46,6 +47,22 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 		return err
 	}
 	defer io.close()
+	cg, err := b.cgroup(r.ID, s)
+	if err != nil {
+		return err
+	}
+	// Created before the init exists so it is confined before it runs any of the container's code; destroy
+	// removes it on every failure path.
+	if err := cg.Create(s.Linux.Resources); err != nil {
+		return err
+	}
+	cgDir, err := cg.V2Dir()
+	if err != nil {
+		return err
+	}
+	if cgDir != nil {
+		defer cgDir.Close()
+	}
 	fifo, err := os.OpenFile(r.FifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open exec fifo: %w", err)
@@ -57,7 +74,7 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 		Args: []string{"init"}, Join: join, New: create,
 		UIDMappings: s.Linux.UIDMappings, GIDMappings: s.Linux.GIDMappings,
 		TimeOffsets: s.Linux.TimeOffsets,
-		Stdin:       io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra,
+		Stdin:       io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra, Cgroup: cgDir,
 	})
 	if err != nil {
 		return err
@@ -68,6 +85,10 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	defer stop()
 	if err := r.onPid(p.Pid); err != nil {
 		unix.Kill(p.Pid, unix.SIGKILL)
+		return err
+	}
+	// CLONE_INTO_CGROUP covers the v2 side only; v1 hierarchies take the pid before the init gets its config.
+	if err := cg.Enter(p.Pid); err != nil {
 		return err
 	}
 	conn := linux.NewConn(p.Sync)
@@ -156,6 +177,17 @@ func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
 	for _, ns := range s.Linux.Namespaces {
 		join = append(join, specs.LinuxNamespace{Type: ns.Type, Path: fmt.Sprintf("/proc/%d/ns/%s", r.Rec.Pid, nsProcName(ns.Type))})
 	}
+	cg, err := b.cgroup(r.Rec.ID, s)
+	if err != nil {
+		return -1, err
+	}
+	cgDir, err := cg.V2Dir()
+	if err != nil {
+		return -1, err
+	}
+	if cgDir != nil {
+		defer cgDir.Close()
+	}
 	io, err := newSpawnIO(r.Opts.Stdin, r.Opts.Stdout, r.Opts.Stderr, r.Opts.PreserveFds, r.Opts.ConsoleSocket)
 	if err != nil {
 		return -1, err
@@ -163,7 +195,7 @@ func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
 	defer io.close()
 	p, err := linux.Spawn(ctx, linux.SpawnConfig{
 		Args: []string{"init"}, Join: join,
-		Stdin: io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra,
+		Stdin: io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra, Cgroup: cgDir,
 	})
 	if err != nil {
 		return -1, err
@@ -171,6 +203,11 @@ func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
 	defer p.Sync.Close()
 	stop := context.AfterFunc(ctx, func() { p.Sync.Close() })
 	defer stop()
+	if err := cg.Enter(p.Pid); err != nil {
+		unix.Kill(p.Pid, unix.SIGKILL)
+		unix.Wait4(p.Pid, nil, 0, nil)
+		return -1, err
+	}
 	conn := linux.NewConn(p.Sync)
 	cfg := &linux.InitConfig{
 		ID: r.Rec.ID, Spec: s, Rootfs: r.Rec.Rootfs, PreserveFds: r.Opts.PreserveFds,
@@ -215,45 +252,68 @@ func dialConsole(path string) (*os.File, error) {
 	return f, nil
 }
 
-// processes lists the container's processes: every process in the init's pid namespace when the
-// container has its own, else just the init.
+// processes lists the container's processes: its cgroup's members.
 func (b *linuxBackend) processes(rec *store.Container, s *specs.Spec) ([]int, error) {
-	if rec.Pid == 0 || !ProcAlive(rec.Pid, rec.PidStart) {
+	if s == nil {
+		if rec.Pid != 0 && ProcAlive(rec.Pid, rec.PidStart) {
+			return []int{rec.Pid}, nil
+		}
 		return nil, nil
 	}
-	own := false
-	if s != nil && s.Linux != nil {
-		for _, ns := range s.Linux.Namespaces {
-			own = own || (ns.Type == specs.PIDNamespace && ns.Path == "")
-		}
-	}
-	if !own {
-		return []int{rec.Pid}, nil
-	}
-	target, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", rec.Pid))
-	if err != nil {
-		return nil, fmt.Errorf("container %s: pid namespace: %w", rec.ID, err)
-	}
-	ents, err := os.ReadDir("/proc")
+	cg, err := b.cgroup(rec.ID, s)
 	if err != nil {
 		return nil, err
 	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && ns == target {
-			pids = append(pids, pid)
-		}
+	pids, err := cg.Pids()
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", rec.ID, err)
 	}
 	return pids, nil
 }
 
+// cgroup is the container's cgroup as its config places it (no I/O beyond detecting the host's layout).
+func (b *linuxBackend) cgroup(id string, s *specs.Spec) (*cgroups.Cgroup, error) {
+	path := ""
+	if s != nil && s.Linux != nil {
+		path = s.Linux.CgroupsPath
+	}
+	cg, err := cgroups.New(cgroups.Resolve(path, id))
+	if err != nil {
+		return nil, err
+	}
+	cg.SetLogger(b.log)
+	return cg, nil
+}
+
+func (b *linuxBackend) resources(rec *store.Container, s *specs.Spec) (resourceCtl, error) {
+	cg, err := b.cgroup(rec.ID, s)
+	if err != nil {
+		return nil, err
+	}
+	return linuxCgroup{cg}, nil
+}
+
+// linuxCgroup adapts *cgroups.Cgroup to the lifecycle's resourceCtl.
+type linuxCgroup struct{ *cgroups.Cgroup }
+
+func (c linuxCgroup) Stats() (any, error) { return c.Cgroup.Stats() }
+
 // destroy detaches any mount under the rootfs that reached the host's mount namespace (a shared
 // rootfsPropagation lets the container's mounts propagate back).
 func (b *linuxBackend) destroy(ctx context.Context, rec *store.Container, s *specs.Spec) error {
+	var errs []error
+	if cg, err := b.cgroup(rec.ID, s); err != nil {
+		errs = append(errs, err)
+	} else if err := cg.Destroy(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := b.unmountLeftovers(rec); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (b *linuxBackend) unmountLeftovers(rec *store.Container) error {
 	if rec.Rootfs == "" {
 		return nil
 	}

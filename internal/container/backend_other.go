@@ -34,6 +34,10 @@ func (otherBackend) processes(rec *store.Container, _ *specs.Spec) ([]int, error
 
 func (otherBackend) exec(context.Context, *execRequest) (int, error) { return -1, errNoBackend }
 
+func (otherBackend) resources(*store.Container, *specs.Spec) (resourceCtl, error) {
+	return nil, errNoBackend
+}
+
 func (otherBackend) destroy(context.Context, *store.Container, *specs.Spec) error { return nil }
 
 func (otherBackend) features() *features.Features {

@@ -26,8 +26,8 @@ func (b *linuxBackend) features() *features.Features {
 				string(specs.UserNamespace), string(specs.UTSNamespace),
 			},
 			Capabilities: linux.CapabilityNames(),
-			// cgroups and seccomp are not wired into the lifecycle yet: reported as absent.
-			Cgroup:          &features.Cgroup{V1: &no, V2: &no, Systemd: &no, SystemdUser: &no, Rdma: &no},
+			// The systemd driver is refused (see --systemd-cgroup); seccomp is not wired in yet.
+			Cgroup:          &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no, Rdma: &yes},
 			Seccomp:         &features.Seccomp{Enabled: &no},
 			Apparmor:        &features.Apparmor{Enabled: &no},
 			Selinux:         &features.Selinux{Enabled: &no},

@@ -374,6 +374,16 @@ func (m *Manager) status(rec *store.Container) specs.ContainerState {
 	if _, err := os.Lstat(filepath.Join(rec.StateDir, fifoName)); err == nil {
 		return specs.StateCreated
 	}
+	// Only pause records "paused"; the freezer is asked only then, keeping status cheap.
+	if rec.Status == string(statePaused) {
+		if s, err := recSpec(rec); err == nil {
+			if rc, err := m.backend.resources(rec, s); err == nil {
+				if frozen, err := rc.Frozen(); err == nil && frozen {
+					return statePaused
+				}
+			}
+		}
+	}
 	return specs.StateRunning
 }
 

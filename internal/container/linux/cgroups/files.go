@@ -567,7 +567,11 @@ func plan(l Layout, w1, w2 []fileWrite) (keep1, keep2 []fileWrite, err error) {
 		}
 	}
 	reported := map[string]bool{}
-	for _, w := range slices.Concat(w1, w2) {
+	all := slices.Concat(w1, w2)
+	if l.Unified() {
+		all = slices.Concat(w2, w1) // name the cgroup2 controller (io, not blkio)
+	}
+	for _, w := range all {
 		k := w.coverKey()
 		if covered[k] || reported[k] || w.warn != "" {
 			continue

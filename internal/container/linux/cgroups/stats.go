@@ -164,8 +164,8 @@ type NetworkInterface struct {
 	TxDropped uint64
 }
 
-// parseCgroupUint reads a single-value file: "max" (and v1's huge "unlimited" values stay as they
-// are) maps to MaxUint64; negative values (v1's -1) to 0... as runc does, MaxUint64 for "max".
+// parseCgroupUint reads a single-value file as runc does: "max" is MaxUint64, a negative value
+// (v1's -1) is 0.
 func parseCgroupUint(s string) (uint64, error) {
 	s = strings.TrimSpace(s)
 	if s == "max" {
