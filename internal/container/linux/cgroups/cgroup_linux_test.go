@@ -84,8 +84,6 @@ func ctrlFile(t *testing.T, c *Cgroup, ctrl, v1file, v2file string) string {
 	return ""
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // startWaiting starts sh running script once release is called, so the test can move it into a
 // cgroup first. Its output goes to the returned command's Stdout buffer.
 func startWaiting(t *testing.T, script string) (*exec.Cmd, func()) {
@@ -406,5 +404,142 @@ func TestV2DeviceFilter(t *testing.T) {
 		if got := err == nil; got != tc.want {
 			t.Errorf("open %s in the filtered cgroup: allowed=%v, want %v (%v, %q)", tc.dev, got, tc.want, err, out.String())
 		}
+	}
+}
+
+func TestCreateErrorsRollBack(t *testing.T) {
+	c := testCgroup(t)
+	tests := []struct {
+		name string
+		skip func() string
+		r    *specs.LinuxResources
+		want string
+	}{
+		{
+			name: "blkio leaf weight is gone since Linux 5.0",
+			skip: func() string {
+				if d := c.v1DirFor("blkio"); d == "" {
+					return "blkio is not a v1 controller here"
+				} else if exists(filepath.Join(d, "blkio.leaf_weight")) {
+					return "this kernel still has blkio.leaf_weight"
+				}
+				return ""
+			},
+			r:    &specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{LeafWeight: ptr[uint16](100)}},
+			want: "linux.resources.blockIO.leafWeight: " + filepath.Join(c.v1DirFor("blkio"), "blkio.leaf_weight") + ": no such file (removed with the CFQ scheduler in Linux 5.0)",
+		},
+		{
+			name: "net_cls not mounted",
+			skip: func() string {
+				if c.v1DirFor("net_cls") != "" {
+					return "net_cls is mounted here"
+				}
+				return ""
+			},
+			r:    &specs.LinuxResources{Network: &specs.LinuxNetwork{ClassID: ptr[uint32](0x10001)}},
+			want: "linux.resources.network.classID: the net_cls cgroup controller is not",
+		},
+		{
+			name: "unified key for a v1 controller",
+			skip: func() string {
+				if c.v1DirFor("memory") == "" || c.v2 == "" {
+					return "needs a hybrid host with memory on v1"
+				}
+				return ""
+			},
+			r:    &specs.LinuxResources{Unified: map[string]string{"memory.high": "1000000"}},
+			want: `linux.resources.unified["memory.high"]: the memory controller is mounted as cgroup v1`,
+		},
+		{
+			name: "cpu shares out of range",
+			skip: func() string {
+				if c.v1DirFor("cpu") == "" {
+					return "cpu is not a v1 controller here"
+				}
+				return ""
+			},
+			r:    &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: ptr[uint64](1 << 20)}},
+			want: "linux.resources.cpu.shares: " + filepath.Join(c.v1DirFor("cpu"), "cpu.shares") + ": the kernel set 262144 instead of 1048576",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if why := tc.skip(); why != "" {
+				t.Skip("skipping: " + why)
+			}
+			err := c.Create(tc.r)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Create error = %v, want it to contain %q", err, tc.want)
+			}
+			for _, d := range c.Dirs() {
+				if _, err := os.Stat(d); !os.IsNotExist(err) {
+					t.Errorf("%s left behind after a failed Create", d)
+				}
+			}
+		})
+	}
+}
+
+func TestHugetlbAndV2Dir(t *testing.T) {
+	c := testCgroup(t)
+	sizes := hugePageSizes()
+	if len(sizes) == 0 {
+		t.Skip("skipping: the kernel has no hugepage sizes")
+	}
+	f := ctrlFile(t, c, "hugetlb", "hugetlb."+sizes[0]+".limit_in_bytes", "hugetlb."+sizes[0]+".max")
+	size, err := parsePageSize(sizes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := 4 * size
+	if err := c.Create(&specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: sizes[0], Limit: limit}}}); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if got := read(t, f); got != strconv.FormatUint(limit, 10) {
+		t.Errorf("%s = %s, want %d", f, got, limit)
+	}
+	st, err := c.Stats()
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if _, ok := st.Hugetlb[sizes[0]]; !ok {
+		t.Errorf("Stats hugetlb lacks %s: %v", sizes[0], st.Hugetlb)
+	}
+	fd, err := c.V2Dir()
+	if err != nil {
+		t.Fatalf("V2Dir: %v", err)
+	}
+	if c.v2 == "" {
+		if fd != nil {
+			t.Error("V2Dir returned a file without a cgroup2 side")
+		}
+		return
+	}
+	defer fd.Close()
+	if target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd.Fd())); err != nil || target != c.v2 {
+		t.Errorf("V2Dir fd points at %q (%v), want %q", target, err, c.v2)
+	}
+}
+
+func TestStatsCPU(t *testing.T) {
+	c := testCgroup(t)
+	if err := c.Create(nil); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	cmd, release := startWaiting(t, "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done")
+	if err := c.Enter(cmd.Process.Pid); err != nil {
+		t.Fatalf("Enter: %v", err)
+	}
+	release()
+	_ = cmd.Wait()
+	st, err := c.Stats()
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if st.CPU.Usage.Total == 0 || st.CPU.Usage.Total > uint64(60*time.Second) {
+		t.Errorf("cpu usage total = %d ns after a busy loop", st.CPU.Usage.Total)
+	}
+	if c.v1DirFor("cpuacct") != "" && len(st.CPU.Usage.Percpu) == 0 {
+		t.Errorf("no per-cpu usage from cpuacct")
 	}
 }

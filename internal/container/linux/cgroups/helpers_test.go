@@ -1,0 +1,3 @@
+package cgroups
+
+func ptr[T any](v T) *T { return &v }
