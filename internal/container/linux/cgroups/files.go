@@ -270,7 +270,8 @@ func v1Files(r *specs.LinuxResources, st v1State) []fileWrite {
 			swap = -1 // unlimited memory cannot stay below a finite memory+swap limit
 		}
 		memW := fileWrite{ctrl: "memory", file: "memory.limit_in_bytes", value: strconv.FormatInt(mem, 10), field: fMemory + ".limit"}
-		swapW := fileWrite{ctrl: "memory", file: "memory.memsw.limit_in_bytes", value: strconv.FormatInt(swap, 10), field: fMemory + ".swap"}
+		// Without swap accounting there is no memsw file, and "unlimited" holds anyway.
+		swapW := fileWrite{ctrl: "memory", file: "memory.memsw.limit_in_bytes", value: strconv.FormatInt(swap, 10), field: fMemory + ".swap", optional: swap == -1}
 		switch {
 		case mem != 0 && swap != 0:
 			// The kernel wants memory <= memsw at every step: raise memsw first when it grows.
