@@ -17,6 +17,7 @@ import (
 
 	"github.com/knast/knast/internal/container/linux"
 	"github.com/knast/knast/internal/container/linux/cgroups"
+	"github.com/knast/knast/internal/container/linux/seccomp"
 	"github.com/knast/knast/internal/store"
 )
 
@@ -47,6 +48,12 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 		return err
 	}
 	defer io.close()
+	if s.Linux.Seccomp != nil {
+		// Compiled here too so a bad profile fails the create before anything is started.
+		if _, err := seccomp.Prepare(s.Linux.Seccomp); err != nil {
+			return err
+		}
+	}
 	cg, err := b.cgroup(r.ID, s)
 	if err != nil {
 		return err
@@ -115,10 +122,51 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	if err := conn.Send(linux.Message{Type: linux.MsgHooksDone}); err != nil {
 		return initErr(ctx, err)
 	}
-	if _, err := conn.Expect(linux.MsgReady); err != nil {
+	if err := awaitReady(conn, p.Pid, s, r.state()); err != nil {
 		return initErr(ctx, err)
 	}
 	return nil
+}
+
+// awaitReady reads the init's last messages: a seccomp notify fd to pass on, then ready.
+func awaitReady(conn *linux.Conn, pid int, s *specs.Spec, state specs.State) error {
+	for {
+		m, err := conn.Recv()
+		if err != nil {
+			return err
+		}
+		switch m.Type {
+		case linux.MsgReady:
+			return nil
+		case linux.MsgError:
+			return &linux.InitError{Msg: m.Error}
+		case linux.MsgSeccomp:
+			if err := passNotifyFd(pid, m.Fd, s, state); err != nil {
+				return err
+			}
+			if err := conn.Send(linux.Message{Type: linux.MsgSeccompDone}); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("init protocol: unexpected %q", m.Type)
+		}
+	}
+}
+
+// passNotifyFd copies the seccomp notify fd out of the init and hands it to the listener on the host.
+func passNotifyFd(pid, fd int, s *specs.Spec, state specs.State) error {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("seccomp notify fd: pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	nfd, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return fmt.Errorf("seccomp notify fd: pidfd_getfd: %w", err)
+	}
+	defer unix.Close(nfd)
+	st := specs.ContainerProcessState{Pid: pid, Metadata: s.Linux.Seccomp.ListenerMetadata, State: state}
+	return seccomp.SendNotifyFd(s.Linux.Seccomp.ListenerPath, nfd, st)
 }
 
 // initErr turns a protocol failure into the most useful error: the init's own message, or the
@@ -215,7 +263,8 @@ func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
 	}
 	err = conn.Send(linux.Message{Type: linux.MsgConfig, Config: cfg})
 	if err == nil {
-		_, err = conn.Expect(linux.MsgReady)
+		st := specs.State{Version: specs.Version, ID: r.Rec.ID, Status: specs.StateRunning, Pid: r.Rec.Pid, Bundle: r.Rec.Bundle, Annotations: r.Rec.Annotations}
+		err = awaitReady(conn, p.Pid, s, st)
 	}
 	if err != nil {
 		unix.Kill(p.Pid, unix.SIGKILL)

@@ -7,6 +7,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 
 	"github.com/knast/knast/internal/container/linux"
+	"github.com/knast/knast/internal/container/linux/seccomp"
 )
 
 // features reports what the Linux backend implements; clients (containerd 2.x) decide from it what they
@@ -26,16 +27,26 @@ func (b *linuxBackend) features() *features.Features {
 				string(specs.UserNamespace), string(specs.UTSNamespace),
 			},
 			Capabilities: linux.CapabilityNames(),
-			// The systemd driver is refused (see --systemd-cgroup); seccomp is not wired in yet.
+			// The systemd driver is refused (see --systemd-cgroup).
 			Cgroup:          &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no, Rdma: &yes},
-			Seccomp:         &features.Seccomp{Enabled: &no},
+			Seccomp:         seccompFeatures(),
 			Apparmor:        &features.Apparmor{Enabled: &no},
 			Selinux:         &features.Selinux{Enabled: &no},
 			IntelRdt:        &features.IntelRdt{Enabled: &no},
 			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &yes}},
 		},
 		Annotations: map[string]string{
-			"org.opencontainers.runtime-spec.features.linux.rootless": "false",
+			"io.github.seccomp.libseccomp.version": seccomp.Version(),
 		},
+	}
+}
+
+// seccompFeatures reports what this host's libseccomp and kernel accept.
+func seccompFeatures() *features.Seccomp {
+	actions, archs, flags, ops := seccomp.Supported()
+	enabled := len(actions) > 0
+	return &features.Seccomp{
+		Enabled: &enabled, Actions: actions, Operators: ops, Archs: archs,
+		KnownFlags: flags, SupportedFlags: flags,
 	}
 }

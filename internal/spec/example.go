@@ -3,6 +3,7 @@ package spec
 import (
 	"os"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -98,6 +99,9 @@ func Example(rootless bool) *specs.Spec {
 	if cgroup2Unified() {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
+	// Unlike runc, knast's example is confined by containerd's default profile, as containers run by
+	// containerd and podman are.
+	s.Linux.Seccomp = DefaultSeccompFor(runtime.GOARCH, caps)
 	if rootless {
 		toRootless(s, uint32(os.Geteuid()), uint32(os.Getegid()))
 	}

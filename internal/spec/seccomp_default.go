@@ -118,7 +118,7 @@ func seccompArches(goarch string) []specs.Arch {
 }
 
 func allow(names ...string) specs.LinuxSyscall {
-	return specs.LinuxSyscall{Names: slices.Clone(names), Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{}}
+	return specs.LinuxSyscall{Names: slices.Clone(names), Action: specs.ActAllow}
 }
 
 func allowIfArg0(name string, v uint64) specs.LinuxSyscall {

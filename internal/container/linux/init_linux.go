@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/knast/knast/internal/console"
+	"github.com/knast/knast/internal/container/linux/seccomp"
 )
 
 // HookRunner runs one kind of hooks with the container state on their stdin.
@@ -102,7 +103,7 @@ func initContainer(ctx context.Context, c *InitConfig, conn *Conn, sync *os.File
 	if err != nil {
 		return err
 	}
-	if err := FinalizeProcess(p); err != nil {
+	if err := initSecurity(conn, s); err != nil {
 		return err
 	}
 	if err := conn.Send(Message{Type: MsgReady}); err != nil {
@@ -150,15 +151,58 @@ func initExec(c *InitConfig, sync *os.File) error {
 	if err != nil {
 		return err
 	}
-	if err := FinalizeProcess(p); err != nil {
+	conn := NewConn(sync)
+	if err := initSecurity(conn, c.Spec); err != nil {
 		return err
 	}
-	conn := NewConn(sync)
 	if err := conn.Send(Message{Type: MsgReady}); err != nil {
 		return err
 	}
 	err = unix.Exec(argv0, p.Args, p.Env)
 	return fmt.Errorf("exec %q: %w", p.Args[0], err)
+}
+
+// initSecurity drops to the process's user and capabilities and installs its seccomp filter. Like runc,
+// the filter goes in while CAP_SYS_ADMIN is still held unless no_new_privs allows loading it last, which
+// keeps the init's own remaining syscalls out of the profile's reach.
+func initSecurity(conn *Conn, s *specs.Spec) error {
+	var filter *seccomp.Filter
+	if s.Linux != nil && s.Linux.Seccomp != nil {
+		f, err := seccomp.Prepare(s.Linux.Seccomp)
+		if err != nil {
+			return err
+		}
+		filter = f
+	}
+	nnp := s.Process.NoNewPrivileges
+	if filter != nil && !nnp {
+		if err := initLoadSeccomp(conn, filter); err != nil {
+			return err
+		}
+	}
+	if err := FinalizeProcess(s.Process); err != nil {
+		return err
+	}
+	if filter != nil && nnp {
+		return initLoadSeccomp(conn, filter)
+	}
+	return nil
+}
+
+func initLoadSeccomp(conn *Conn, f *seccomp.Filter) error {
+	fd, err := f.Load()
+	if err != nil {
+		return fmt.Errorf("linux.seccomp: %w", err)
+	}
+	if fd < 0 {
+		return nil
+	}
+	defer unix.Close(fd)
+	if err := conn.Send(Message{Type: MsgSeccomp, Fd: fd}); err != nil {
+		return err
+	}
+	_, err = conn.Expect(MsgSeccompDone)
+	return err
 }
 
 // initProcessCommon applies what must happen while init is still root in its user namespace.

@@ -35,6 +35,10 @@ const (
 	MsgHooksDone = "hooks-done" // parent → init
 	MsgReady     = "ready"      // init → parent: the container is created, init waits on the fifo
 	MsgError     = "error"      // init → parent: Error, then the init exits
+	// MsgSeccomp (init → parent) names the seccomp notify fd in the init's fd table; the parent copies it
+	// with pidfd_getfd, sends it to linux.seccomp.listenerPath and answers MsgSeccompDone.
+	MsgSeccomp     = "seccomp"
+	MsgSeccompDone = "seccomp-done"
 )
 
 // Message is one line of the init protocol.
@@ -42,6 +46,7 @@ type Message struct {
 	Type   string      `json:"type"`
 	Config *InitConfig `json:"config,omitempty"`
 	Error  string      `json:"error,omitempty"`
+	Fd     int         `json:"fd,omitempty"`
 }
 
 // Conn speaks the init protocol on one end of the sync socket.
