@@ -16,12 +16,14 @@ export GOTOOLCHAIN ?= local
 
 all: build
 
-# The nsenter package is cgo: the Linux build needs CGO and gcc.
+# The nsenter and seccomp packages are cgo: the Linux build needs gcc, pkg-config and libseccomp-dev.
 build:
 	CGO_ENABLED=1 $(GO) build -trimpath -o $(BIN) ./cmd/knast
 
+# -p 1: the root tests of different packages share host-wide state (cgroup paths named after container
+# IDs, mounts, containerd and podman daemons); one test binary at a time keeps them from colliding.
 test: check-root build fmt-check vet vet-freebsd
-	CGO_ENABLED=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+	CGO_ENABLED=1 $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 check-root:
 	@[ "$$(id -u)" = 0 ] || echo "make: warning: not root; tests that need root will skip (use: sudo make test)" >&2
