@@ -198,6 +198,9 @@ func (c *containerdEnv) logTail() string {
 	var keep []string
 	for _, l := range lines {
 		// Startup chatter and shim bookkeeping drown the errors.
+		if strings.Contains(l, "level=debug") {
+			continue
+		}
 		if strings.Contains(l, "level=error") || strings.Contains(l, "error=") || strings.Contains(l, "failed") {
 			keep = append(keep, l)
 		}
