@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/moby/sys/mountinfo"
@@ -21,9 +22,30 @@ import (
 	"github.com/knast/knast/internal/store"
 )
 
-type linuxBackend struct{ log *slog.Logger }
+type linuxBackend struct {
+	log  *slog.Logger
+	root string // the runtime's --root, for caches
+}
 
-func newBackend(log *slog.Logger) backend { return &linuxBackend{log: log} }
+func newBackend(log *slog.Logger, root string) backend { return &linuxBackend{log: log, root: root} }
+
+// seccompFilter compiles the config's profile once, through the cache under --root. "@cache" cannot
+// collide with a container's state dir: '@' is not allowed in container IDs.
+func (b *linuxBackend) seccompFilter(s *specs.Spec) (*seccomp.Filter, error) {
+	if s.Linux == nil || s.Linux.Seccomp == nil {
+		return nil, nil
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	f, err := seccomp.PrepareCached(s.Linux.Seccomp, filepath.Join(b.root, "@cache", "seccomp"), unix.ByteSliceToString(uts.Release[:]))
+	if err != nil {
+		return nil, err
+	}
+	if sk := f.Skipped(); len(sk) > 0 {
+		b.log.Debug("seccomp: syscalls unknown here were left out", "names", sk)
+	}
+	return f, nil
+}
 
 func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	s := r.Spec
@@ -48,11 +70,10 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 		return err
 	}
 	defer io.close()
-	if s.Linux.Seccomp != nil {
-		// Compiled here too so a bad profile fails the create before anything is started.
-		if _, err := seccomp.Prepare(s.Linux.Seccomp); err != nil {
-			return err
-		}
+	// Compiled before anything starts, so a bad profile fails the create early.
+	filter, err := b.seccompFilter(s)
+	if err != nil {
+		return err
 	}
 	cg, err := b.cgroup(r.ID, s)
 	if err != nil {
@@ -102,7 +123,7 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	cfg := &linux.InitConfig{
 		ID: r.ID, Spec: s, Rootfs: r.Rootfs, FifoFd: fifoFd, NoPivot: r.Opts.NoPivot,
 		NoNewKeyring: r.Opts.NoNewKeyring, PreserveFds: r.Opts.PreserveFds, ConsoleFd: io.consoleFd,
-		UserNS: userNS, State: r.state(),
+		UserNS: userNS, State: r.state(), Seccomp: filter,
 	}
 	if err := conn.Send(linux.Message{Type: linux.MsgConfig, Config: cfg}); err != nil {
 		return initErr(ctx, err)
@@ -221,6 +242,10 @@ func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
 	if s.Linux == nil {
 		return -1, errors.New("config.json: linux: required on Linux")
 	}
+	filter, err := b.seccompFilter(s)
+	if err != nil {
+		return -1, err
+	}
 	var join []specs.LinuxNamespace
 	for _, ns := range s.Linux.Namespaces {
 		join = append(join, specs.LinuxNamespace{Type: ns.Type, Path: fmt.Sprintf("/proc/%d/ns/%s", r.Rec.Pid, nsProcName(ns.Type))})
@@ -259,7 +284,7 @@ func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
 	conn := linux.NewConn(p.Sync)
 	cfg := &linux.InitConfig{
 		ID: r.Rec.ID, Spec: s, Rootfs: r.Rec.Rootfs, PreserveFds: r.Opts.PreserveFds,
-		ConsoleFd: io.consoleFd, Exec: true,
+		ConsoleFd: io.consoleFd, Exec: true, Seccomp: filter,
 	}
 	err = conn.Send(linux.Message{Type: linux.MsgConfig, Config: cfg})
 	if err == nil {

@@ -19,7 +19,7 @@ import (
 // OS says so clearly, while records, state and list keep working.
 type otherBackend struct{}
 
-func newBackend(*slog.Logger) backend { return otherBackend{} }
+func newBackend(*slog.Logger, string) backend { return otherBackend{} }
 
 var errNoBackend = fmt.Errorf("containers on %s: %w", runtime.GOOS, errors.ErrUnsupported)
 

@@ -46,7 +46,7 @@ type Manager struct {
 
 // New returns a Manager for root (e.g. /run/knast). It does no I/O.
 func New(root string, log *slog.Logger) *Manager {
-	return &Manager{root: root, store: store.Open(root, 10*time.Second), log: log, backend: newBackend(log)}
+	return &Manager{root: root, store: store.Open(root, 10*time.Second), log: log, backend: newBackend(log, root)}
 }
 
 // Features reports what this runtime really supports on this OS.

@@ -104,7 +104,8 @@ func multisetNew(before, after []string) []string {
 	return out
 }
 
-// isStateDB reports whether a --root entry is the store itself rather than per-container state.
+// isStateDB reports whether a --root entry is the store itself or knast's cache (compiled seccomp
+// programs, shared by all containers) rather than per-container state.
 func isStateDB(rel string) bool {
-	return strings.HasPrefix(rel, "knast.db")
+	return strings.HasPrefix(rel, "knast.db") || rel == "@cache" || strings.HasPrefix(rel, "@cache/")
 }

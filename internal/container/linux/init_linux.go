@@ -103,7 +103,7 @@ func initContainer(ctx context.Context, c *InitConfig, conn *Conn, sync *os.File
 	if err != nil {
 		return err
 	}
-	if err := initSecurity(conn, s); err != nil {
+	if err := initSecurity(conn, s, c.Seccomp); err != nil {
 		return err
 	}
 	if err := conn.Send(Message{Type: MsgReady}); err != nil {
@@ -152,7 +152,7 @@ func initExec(c *InitConfig, sync *os.File) error {
 		return err
 	}
 	conn := NewConn(sync)
-	if err := initSecurity(conn, c.Spec); err != nil {
+	if err := initSecurity(conn, c.Spec, c.Seccomp); err != nil {
 		return err
 	}
 	if err := conn.Send(Message{Type: MsgReady}); err != nil {
@@ -165,14 +165,9 @@ func initExec(c *InitConfig, sync *os.File) error {
 // initSecurity drops to the process's user and capabilities and installs its seccomp filter. Like runc,
 // the filter goes in while CAP_SYS_ADMIN is still held unless no_new_privs allows loading it last, which
 // keeps the init's own remaining syscalls out of the profile's reach.
-func initSecurity(conn *Conn, s *specs.Spec) error {
-	var filter *seccomp.Filter
-	if s.Linux != nil && s.Linux.Seccomp != nil {
-		f, err := seccomp.Prepare(s.Linux.Seccomp)
-		if err != nil {
-			return err
-		}
-		filter = f
+func initSecurity(conn *Conn, s *specs.Spec, filter *seccomp.Filter) error {
+	if filter == nil && s.Linux != nil && s.Linux.Seccomp != nil {
+		return errors.New("linux.seccomp: the runtime sent no compiled filter")
 	}
 	nnp := s.Process.NoNewPrivileges
 	if filter != nil && !nnp {

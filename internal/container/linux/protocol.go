@@ -7,6 +7,8 @@ import (
 	"io"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/knast/knast/internal/container/linux/seccomp"
 )
 
 // InitConfig is everything the container's init needs, sent by the parent as the first message on the
@@ -23,6 +25,8 @@ type InitConfig struct {
 	ConsoleFd    int         `json:"consoleFd"` // fd of the connected console socket in the child, or -1
 	UserNS       bool        `json:"userNS,omitempty"`
 	State        specs.State `json:"state"` // for the createContainer and startContainer hooks
+	// Seccomp is linux.seccomp compiled by the parent, so the init needs no libseccomp.
+	Seccomp *seccomp.Filter `json:"seccomp,omitempty"`
 	// Exec is set for `knast exec`: the init joins a running container and execs Spec.Process at once,
 	// with no rootfs setup and no fifo.
 	Exec bool `json:"exec,omitempty"`

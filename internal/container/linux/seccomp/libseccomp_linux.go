@@ -277,6 +277,12 @@ func compile(defAct libseccomp.ScmpAction, archs []libseccomp.ScmpArch, archName
 				} else {
 					err = sf.AddRuleConditional(nr, r.act, c)
 				}
+				if err != nil && nr < 0 {
+					// A pseudo-syscall number: the name exists only on architectures this filter does not
+					// cover (e.g. getegid32 on x86_64 alone). runc skips such names too.
+					f.skipped = append(f.skipped, name)
+					break
+				}
 				if err != nil {
 					return nil, fmt.Errorf("%s.names[%d]: add rule for %s: %w", r.field, j, name, err)
 				}
