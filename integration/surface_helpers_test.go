@@ -268,3 +268,24 @@ func (s *surfaceEnv) bg(args ...string) (outName string, wait func() (int, error
 	}
 	return out.Name(), wait, cancel
 }
+
+// knastIn is knast bounded by d rather than the test's whole budget, for steps that may hang.
+func (s *surfaceEnv) knastIn(d time.Duration, args ...string) result {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, d)
+	defer cancel()
+	return s.execCtx(ctx, nil, args...)
+}
+
+// statusWithin polls `state` for up to d until the container reaches status; it returns the last status.
+func (s *surfaceEnv) statusWithin(d time.Duration, id, status string) string {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		st := s.state(id)
+		if st.Status == status || time.Now().After(deadline) {
+			return st.Status
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

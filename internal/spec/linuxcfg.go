@@ -45,10 +45,6 @@ func (v *validator) linuxSection() {
 		for i, p := range paths.list {
 			v.absPath(fmt.Sprintf("%s[%d]", paths.field, i), p)
 		}
-		// Masking host paths would hide them for the host itself.
-		if _, ok := v.ns[specs.MountNamespace]; len(paths.list) > 0 && !ok {
-			v.add(paths.field, "needs a mount namespace in linux.namespaces")
-		}
 	}
 	if p := l.Personality; p != nil && p.Domain != specs.PerLinux && p.Domain != specs.PerLinux32 {
 		v.add("linux.personality.domain", "%q is not LINUX or LINUX32", p.Domain)

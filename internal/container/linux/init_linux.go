@@ -57,10 +57,13 @@ func initContainer(ctx context.Context, c *InitConfig, conn *Conn, sync *os.File
 	if err := initCloseInherited(c.PreserveFds); err != nil {
 		return err
 	}
-	if s.Linux == nil || !initHasNamespace(s.Linux.Namespaces, specs.MountNamespace) {
-		return errors.New("linux.namespaces: a mount namespace is required")
+	if s.Linux == nil {
+		return errors.New("linux: required on Linux")
 	}
-	opts := RootfsOptions{NoPivot: c.NoPivot, UserNS: c.UserNS, Terminal: p.Terminal}
+	opts := RootfsOptions{
+		NoPivot: c.NoPivot, UserNS: c.UserNS, Terminal: p.Terminal,
+		HostMountNS: !initHasNamespace(s.Linux.Namespaces, specs.MountNamespace),
+	}
 	if err := PrepareRootfs(s, c.Rootfs, opts); err != nil {
 		return err
 	}
@@ -79,11 +82,11 @@ func initContainer(ctx context.Context, c *InitConfig, conn *Conn, sync *os.File
 	// The exec fifo lives in the host's state dir, which a user-namespaced init may not reach: the parent
 	// opened it (O_PATH) and the fd survives pivot_root.
 	fifo := c.FifoFd
-	if err := PivotRoot(c.Rootfs, c.NoPivot); err != nil {
+	if err := EnterRoot(c.Rootfs, opts); err != nil {
 		return err
 	}
 	if p.Terminal {
-		if err := initConsole(c.ConsoleFd, p.ConsoleSize); err != nil {
+		if err := initConsole(c.ConsoleFd, p.ConsoleSize, true); err != nil {
 			return err
 		}
 	}
@@ -140,7 +143,8 @@ func initExec(c *InitConfig, sync *os.File) error {
 		return err
 	}
 	if p.Terminal {
-		if err := initConsole(c.ConsoleFd, p.ConsoleSize); err != nil {
+		// An exec'd process gets its own pty; /dev/console stays the container's.
+		if err := initConsole(c.ConsoleFd, p.ConsoleSize, false); err != nil {
 			return err
 		}
 	}
@@ -262,7 +266,7 @@ func initCloseInherited(preserve int) error {
 
 // initConsole makes a new pty the controlling terminal and stdio, and hands its master to whoever listens
 // on the console socket.
-func initConsole(consoleFd int, size *specs.Box) error {
+func initConsole(consoleFd int, size *specs.Box, devConsole bool) error {
 	if consoleFd < 0 {
 		return errors.New("process.terminal: no console socket (use --console-socket)")
 	}
@@ -298,6 +302,9 @@ func initConsole(consoleFd int, size *specs.Box) error {
 	}
 	if slave > 2 {
 		unix.Close(slave)
+	}
+	if !devConsole {
+		return nil
 	}
 	return SetupConsoleMount(slavePath)
 }

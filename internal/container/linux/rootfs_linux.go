@@ -23,6 +23,9 @@ type RootfsOptions struct {
 	NoPivot  bool // --no-pivot: MS_MOVE + chroot instead of pivot_root
 	UserNS   bool // in a new user namespace: devices are bind-mounted from the host instead of mknod
 	Terminal bool // a /dev/console will be bound later (SetupConsoleMount)
+	// HostMountNS: the config asks for no mount namespace, so mounts are made in the host's and the
+	// root is entered with chroot (runc's behaviour).
+	HostMountNS bool
 }
 
 // rootfsMounter performs the spec mounts below one rootfs, held open as root so that every target
@@ -43,11 +46,15 @@ func PrepareRootfs(s *specs.Spec, rootfs string, o RootfsOptions) error {
 	if err != nil {
 		return fmt.Errorf("rootfs %s: %w", rootfs, err)
 	}
-	if err := rootfsInitialPropagation(s); err != nil {
-		return err
-	}
-	if err := rootfsParentPrivate(rootfs); err != nil {
-		return err
+	// Without a mount namespace of its own the container's mounts live in the host's (as with runc):
+	// the host's propagation must not be touched, and delete unmounts what is left under the rootfs.
+	if !o.HostMountNS {
+		if err := rootfsInitialPropagation(s); err != nil {
+			return err
+		}
+		if err := rootfsParentPrivate(rootfs); err != nil {
+			return err
+		}
 	}
 	// A bind of the rootfs onto itself makes it a mount point, which pivot_root and MS_MOVE need.
 	if err := unix.Mount(rootfs, rootfs, "bind", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -101,7 +108,8 @@ func rootfsParentPrivate(rootfs string) error {
 			parent = m
 		}
 	}
-	if parent == nil || !strings.Contains(parent.Optional, "shared:") {
+	// An unbindable parent (rootfsPropagation "runbindable") refuses the rootfs bind with EINVAL.
+	if parent == nil || !(strings.Contains(parent.Optional, "shared:") || strings.Contains(parent.Optional, "unbindable")) {
 		return nil
 	}
 	if err := unix.Mount("", parent.Mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
@@ -285,6 +293,19 @@ func (r *rootfsMounter) fallbackBind(m specs.Mount, o MountOptions, source strin
 // PivotRoot makes rootfs the root: pivot_root(".", ".") stacks the old root on top of the new one,
 // which is then made rslave (so its unmount does not reach the host) and lazily unmounted.
 func PivotRoot(rootfs string, noPivot bool) error {
+	return EnterRoot(rootfs, RootfsOptions{NoPivot: noPivot})
+}
+
+// EnterRoot makes rootfs the process's root: pivot_root, or MS_MOVE + chroot with NoPivot, or a plain
+// chroot without a mount namespace of the container's own.
+func EnterRoot(rootfs string, o RootfsOptions) error {
+	if o.HostMountNS {
+		if err := unix.Chroot(rootfs); err != nil {
+			return fmt.Errorf("chroot %s: %w", rootfs, err)
+		}
+		return unix.Chdir("/")
+	}
+	noPivot := o.NoPivot
 	if noPivot {
 		return rootfsMoveRoot(rootfs)
 	}
