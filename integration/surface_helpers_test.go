@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -23,7 +22,7 @@ import (
 // the test ends (runtimes remove the leaf cgroup on delete, never the parents they created).
 type surfaceEnv struct {
 	*env
-	// cgPath is "/knast-itest-<suite pid>/<test>"; a container of this test uses cgPath + "/" + id.
+	// cgPath is "/knast-itest-<suite pid>-<test>"; a container of this test uses cgPath + "/" + id.
 	cgPath string
 	// leaves are the host cgroup directories seen for this test's containers, removed at the end.
 	leaves []string
@@ -33,7 +32,8 @@ type surfaceEnv struct {
 // check has force-deleted whatever a failing test left running.
 func newSurfaceEnv(t *testing.T) *surfaceEnv {
 	t.Helper()
-	s := &surfaceEnv{cgPath: fmt.Sprintf("/knast-itest-%d/%s", os.Getpid(),
+	// One top-level directory per test: removing a shared parent would race with other tests' mkdirs.
+	s := &surfaceEnv{cgPath: fmt.Sprintf("/knast-itest-%d-%s", os.Getpid(),
 		strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))}
 	t.Cleanup(s.removeCgroups)
 	s.env = newEnv(t)
@@ -57,9 +57,7 @@ func (s *surfaceEnv) removeCgroups() {
 		}
 	}
 	for _, m := range surfaceCgroupMounts() {
-		for _, p := range []string{s.cgPath, path.Dir(s.cgPath)} {
-			dirs = append(dirs, filepath.Join(m.dir, p))
-		}
+		dirs = append(dirs, filepath.Join(m.dir, s.cgPath))
 	}
 	slices.SortFunc(dirs, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
 	for _, d := range slices.Compact(dirs) {
