@@ -61,12 +61,6 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	if err != nil {
 		return -1, err
 	}
-	if o.AppArmor != "" || p.ApparmorProfile != "" {
-		return -1, errors.New("exec: --apparmor: AppArmor is not enabled on this host")
-	}
-	if o.ProcessLabel != "" || p.SelinuxLabel != "" {
-		return -1, errors.New("exec: --process-label: SELinux is not enabled on this host")
-	}
 	con, err := newOwnConsole(p.Terminal && o.ConsoleSocket == "", o.Detach)
 	if err != nil {
 		return -1, err
@@ -153,6 +147,12 @@ func execProcess(base *specs.Process, o ExecOptions) (*specs.Process, error) {
 	p.User.AdditionalGids = append(p.User.AdditionalGids, o.AdditionalGid...)
 	if o.NoNewPrivs {
 		p.NoNewPrivileges = true
+	}
+	if o.AppArmor != "" {
+		p.ApparmorProfile = o.AppArmor
+	}
+	if o.ProcessLabel != "" {
+		p.SelinuxLabel = o.ProcessLabel
 	}
 	if len(o.Caps) > 0 {
 		if p.Capabilities == nil {

@@ -15,6 +15,7 @@ import (
 func (b *linuxBackend) features() *features.Features {
 	yes := true
 	no := false
+	aa, se := linux.LSMEnabled()
 	return &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
@@ -30,8 +31,8 @@ func (b *linuxBackend) features() *features.Features {
 			// The systemd driver is refused (see --systemd-cgroup).
 			Cgroup:          &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no, Rdma: &yes},
 			Seccomp:         seccompFeatures(),
-			Apparmor:        &features.Apparmor{Enabled: &no},
-			Selinux:         &features.Selinux{Enabled: &no},
+			Apparmor:        &features.Apparmor{Enabled: &aa},
+			Selinux:         &features.Selinux{Enabled: &se},
 			IntelRdt:        &features.IntelRdt{Enabled: &no},
 			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &yes}},
 		},

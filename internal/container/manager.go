@@ -253,17 +253,31 @@ func (m *Manager) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 		}
 		return fmt.Errorf("container %s: %w", id, ErrNotRunning)
 	}
-	if !all {
-		if err := unix.Kill(rec.Pid, sig); err != nil {
-			return fmt.Errorf("kill container %s: %w", id, err)
-		}
-		return nil
-	}
 	s, err := recSpec(&rec)
 	if err != nil {
 		return err
 	}
-	return m.signalAll(&rec, s, sig)
+	if all {
+		err = m.signalAll(&rec, s, sig)
+	} else if err = unix.Kill(rec.Pid, sig); err != nil {
+		err = fmt.Errorf("kill container %s: %w", id, err)
+	}
+	if err == nil && sig == unix.SIGKILL && st == statePaused {
+		// A frozen process cannot act on SIGKILL: thaw so the kill takes effect now, as runc does.
+		m.thaw(&rec, s)
+	}
+	return err
+}
+
+// thaw unfreezes the container's processes, best effort: used when killing a paused container.
+func (m *Manager) thaw(rec *store.Container, s *specs.Spec) {
+	rc, err := m.backend.resources(rec, s)
+	if err == nil {
+		err = rc.Thaw()
+	}
+	if err != nil {
+		m.log.Warn("thaw", "id", rec.ID, "err", err)
+	}
 }
 
 func (m *Manager) signalAll(rec *store.Container, s *specs.Spec, sig unix.Signal) error {
@@ -288,6 +302,10 @@ func (m *Manager) killAndWait(ctx context.Context, rec *store.Container, s *spec
 		m.log.Warn("kill", "id", rec.ID, "err", err)
 	}
 	unix.Kill(rec.Pid, unix.SIGKILL)
+	// Frozen processes die only once thawed; thawing a cgroup that is not frozen is harmless.
+	if s != nil {
+		m.thaw(rec, s)
+	}
 	if err := WaitExit(ctx, rec.Pid, rec.PidStart); err != nil {
 		m.log.Warn("wait for init", "id", rec.ID, "err", err)
 	}

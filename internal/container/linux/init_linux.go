@@ -173,6 +173,9 @@ func initSecurity(conn *Conn, s *specs.Spec, filter *seccomp.Filter) error {
 	if filter == nil && s.Linux != nil && s.Linux.Seccomp != nil {
 		return errors.New("linux.seccomp: the runtime sent no compiled filter")
 	}
+	if err := ApplyLSM(s.Process); err != nil {
+		return err
+	}
 	nnp := s.Process.NoNewPrivileges
 	if filter != nil && !nnp {
 		if err := initLoadSeccomp(conn, filter); err != nil {
