@@ -85,7 +85,7 @@ func (a *app) main(argv []string) int {
 	gf := pflag.NewFlagSet("knast", pflag.ContinueOnError)
 	gf.SetInterspersed(false)
 	gf.SetOutput(io.Discard)
-	gf.StringVar(&a.root, "root", "/run/knast", "directory for container state")
+	gf.StringVar(&a.root, "root", container.DefaultRoot, "directory for container state")
 	gf.StringVar(&a.logPath, "log", "", "log file (default: stderr)")
 	gf.StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
 	gf.BoolVar(&a.debug, "debug", false, "debug logging")

@@ -4,6 +4,8 @@ package container
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,6 +80,11 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	cg, err := b.cgroup(r.ID, s)
 	if err != nil {
 		return err
+	}
+	// A cgroup that already holds processes belongs to someone else: joining it would also mean removing it
+	// on delete.
+	if pids, err := cg.Pids(); err == nil && len(pids) > 0 {
+		return fmt.Errorf("linux.cgroupsPath: cgroup %s is in use by %d process(es)", cg.Path(), len(pids))
 	}
 	// Created before the init exists so it is confined before it runs any of the container's code; destroy
 	// removes it on every failure path.
@@ -351,12 +358,26 @@ func (b *linuxBackend) cgroup(id string, s *specs.Spec) (*cgroups.Cgroup, error)
 	if s != nil && s.Linux != nil {
 		path = s.Linux.CgroupsPath
 	}
+	if path == "" {
+		path = b.defaultCgroupPath(id)
+	}
 	cg, err := cgroups.New(cgroups.Resolve(path, id))
 	if err != nil {
 		return nil, err
 	}
 	cg.SetLogger(b.log)
 	return cg, nil
+}
+
+// defaultCgroupPath places a container without linux.cgroupsPath: /knast/<id> under the default root,
+// and under a name derived from the root otherwise, so two state roots (test suites, several engines on
+// one host) can use the same container ID without sharing, and then deleting, each other's cgroup.
+func (b *linuxBackend) defaultCgroupPath(id string) string {
+	if filepath.Clean(b.root) == DefaultRoot {
+		return "/knast/" + id
+	}
+	sum := sha256.Sum256([]byte(filepath.Clean(b.root)))
+	return "/knast-" + hex.EncodeToString(sum[:4]) + "/" + id
 }
 
 func (b *linuxBackend) resources(rec *store.Container, s *specs.Spec) (resourceCtl, error) {

@@ -33,6 +33,9 @@ var (
 
 const fifoName = "exec.fifo"
 
+// DefaultRoot is where knast keeps state unless --root says otherwise.
+const DefaultRoot = "/run/knast"
+
 // statePaused is runc's status for a frozen container; the runtime-spec itself has no such state.
 const statePaused specs.ContainerState = "paused"
 
