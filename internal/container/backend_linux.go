@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -105,6 +106,7 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	defer fifo.Close()
 	fifoFd := 3 + len(io.extra)
 	io.extra = append(io.extra, fifo)
+	t0 := time.Now()
 	p, err := linux.Spawn(ctx, linux.SpawnConfig{
 		Args: []string{"init"}, Join: join, New: create,
 		UIDMappings: s.Linux.UIDMappings, GIDMappings: s.Linux.GIDMappings,
@@ -118,26 +120,33 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	// A blocked protocol read must end when the create is cancelled.
 	stop := context.AfterFunc(ctx, func() { p.Sync.Close() })
 	defer stop()
+	b.log.Debug("spawned init", "id", r.ID, "pid", p.Pid, "took", time.Since(t0))
+	// The config goes out first so the init prepares the rootfs while the pid is recorded and entered into
+	// the v1 cgroups (CLONE_INTO_CGROUP covers only v2). Both happen before the init asks for the hooks,
+	// that is before it runs anything but knast itself.
+	conn := linux.NewConn(p.Sync)
+	state := r.state()
+	state.Pid = p.Pid
+	cfg := &linux.InitConfig{
+		ID: r.ID, Spec: s, Rootfs: r.Rootfs, FifoFd: fifoFd, NoPivot: r.Opts.NoPivot,
+		NoNewKeyring: r.Opts.NoNewKeyring, PreserveFds: r.Opts.PreserveFds, ConsoleFd: io.consoleFd,
+		UserNS: userNS, State: state, Seccomp: filter,
+	}
+	sendErr := conn.Send(linux.Message{Type: linux.MsgConfig, Config: cfg})
 	if err := r.onPid(p.Pid); err != nil {
 		unix.Kill(p.Pid, unix.SIGKILL)
 		return err
 	}
-	// CLONE_INTO_CGROUP covers the v2 side only; v1 hierarchies take the pid before the init gets its config.
+	if sendErr != nil {
+		return initErr(ctx, sendErr)
+	}
 	if err := cg.Enter(p.Pid); err != nil {
 		return err
-	}
-	conn := linux.NewConn(p.Sync)
-	cfg := &linux.InitConfig{
-		ID: r.ID, Spec: s, Rootfs: r.Rootfs, FifoFd: fifoFd, NoPivot: r.Opts.NoPivot,
-		NoNewKeyring: r.Opts.NoNewKeyring, PreserveFds: r.Opts.PreserveFds, ConsoleFd: io.consoleFd,
-		UserNS: userNS, State: r.state(), Seccomp: filter,
-	}
-	if err := conn.Send(linux.Message{Type: linux.MsgConfig, Config: cfg}); err != nil {
-		return initErr(ctx, err)
 	}
 	if _, err := conn.Expect(linux.MsgHooks); err != nil {
 		return initErr(ctx, err)
 	}
+	b.log.Debug("rootfs prepared", "id", r.ID, "took", time.Since(t0))
 	if s.Hooks != nil {
 		//nolint:staticcheck // prestart is deprecated but still part of the spec
 		if err := r.runHooks(ctx, "prestart", s.Hooks.Prestart); err != nil {
@@ -150,9 +159,10 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	if err := conn.Send(linux.Message{Type: linux.MsgHooksDone}); err != nil {
 		return initErr(ctx, err)
 	}
-	if err := awaitReady(conn, p.Pid, s, r.state()); err != nil {
+	if err := awaitReady(conn, p.Pid, s, state); err != nil {
 		return initErr(ctx, err)
 	}
+	b.log.Debug("init ready", "id", r.ID, "took", time.Since(t0))
 	return nil
 }
 

@@ -58,6 +58,8 @@ func (m *Manager) Features() *features.Features { return m.backend.features() }
 // Create creates container id from the bundle and returns once it is in state "created" with its pid file
 // written. On any failure nothing is left behind.
 func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err error) {
+	t0 := time.Now()
+	defer func() { m.log.Debug("create", "id", id, "took", time.Since(t0), "err", err) }()
 	if err := spec.ValidateID(id); err != nil {
 		return err
 	}
@@ -134,6 +136,7 @@ func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err e
 		st := stateFor(&rec, specs.StateCreating)
 		return RunHooks(ctx, kind, hooks, &st)
 	}
+	m.log.Debug("create: recorded", "id", id, "took", time.Since(t0))
 	if err := m.backend.create(ctx, req); err != nil {
 		return err
 	}
