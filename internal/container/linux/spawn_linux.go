@@ -180,7 +180,7 @@ func Spawn(ctx context.Context, c SpawnConfig) (*Process, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("spawn: become child subreaper: %w", err)
 	}
-	exe, err := memfdSealedExe()
+	exe, err := sealedExe()
 	if err != nil {
 		return nil, fmt.Errorf("spawn: %w", err)
 	}
