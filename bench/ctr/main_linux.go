@@ -1,0 +1,447 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/knast/knast/integration/clients"
+	"github.com/knast/knast/internal/testutil"
+)
+
+// cmdTimeout bounds one ctr invocation, so a hung shim or runtime cannot hang the benchmark.
+const cmdTimeout = 60 * time.Second
+
+// image is the reference the busybox image is imported under.
+const image = "localhost/busybox:latest"
+
+type options struct {
+	rounds, warmup int
+	knast, runc    string
+}
+
+// subject is one runtime under test, driven by containerd's runc shim through `ctr run --runc-binary`.
+type subject struct {
+	name    string
+	path    string // absolute path of the binary
+	root    string // its own --runc-root
+	version string
+	skip    string // why it is not (or no longer) measured; empty while it is
+	times   []time.Duration
+}
+
+// daemon is the private containerd: everything under dir, its own namespace.
+type daemon struct {
+	dir, sock, ns, logPath string
+	cmd                    *exec.Cmd
+	exited                 chan error
+	errLog                 *os.File
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ctr:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) (err error) {
+	var o options
+	fs := flag.NewFlagSet("ctr", flag.ContinueOnError)
+	fs.IntVar(&o.rounds, "rounds", 30, "measured `ctr run --rm` per runtime")
+	fs.IntVar(&o.warmup, "warmup", 3, "unmeasured runs per runtime before the first round")
+	fs.StringVar(&o.knast, "knast", "bin/knast", "knast binary")
+	fs.StringVar(&o.runc, "runc", "/usr/sbin/runc", "runc binary")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.rounds < 1 || o.warmup < 0 {
+		return errors.New("need -rounds >= 1, -warmup >= 0")
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root (euid %d): containerd and the runtimes create mounts, namespaces and cgroups", os.Geteuid())
+	}
+	for _, tool := range []string{"containerd", "ctr", "containerd-shim-runc-v2"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			// Like a missing runtime in bench/lifecycle: reported, not a failure of `make bench`.
+			fmt.Fprintf(out, "ctr benchmark skipped: %s is not installed (apt-get install containerd): %v\n", tool, err)
+			return nil
+		}
+	}
+
+	// Not under a deep dir: the unix socket path must stay short.
+	tmp, err := os.MkdirTemp("", "knast-bctr-")
+	if err != nil {
+		return fmt.Errorf("temp dir: %w", err)
+	}
+	token := filepath.Base(tmp)
+	before, err := testutil.TakeSnapshot(testutil.Scope{Paths: []string{tmp}, Token: token})
+	if err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	d := &daemon{
+		dir:     tmp,
+		sock:    filepath.Join(tmp, "containerd.sock"),
+		ns:      token, // also the parent cgroup ctr gives every container: /<ns>/<id>
+		logPath: filepath.Join(tmp, "containerd.log"),
+	}
+	defer func() {
+		// Cleanup must run even after Ctrl-C cancelled ctx.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*cmdTimeout)
+		defer cancel()
+		if cerr := d.stop(cctx, out, before); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	if err := d.importImage(ctx); err != nil {
+		return err
+	}
+
+	subjects := []*subject{{name: "knast", path: o.knast}, {name: "runc", path: o.runc}}
+	for _, s := range subjects {
+		s.root = filepath.Join(tmp, "runtime-root-"+s.name)
+		p, err := exec.LookPath(s.path)
+		if err == nil {
+			p, err = filepath.Abs(p)
+		}
+		if err != nil {
+			s.skip = fmt.Sprintf("not found (%v)", err)
+			if s.name == "knast" {
+				s.skip += "; run `make build` first"
+			}
+			continue
+		}
+		s.path = p
+		s.version = version(ctx, p, "--version")
+	}
+
+	fmt.Fprintf(out, "warming up (%d runs per runtime)...\n", o.warmup)
+	for i := 0; i < o.warmup && ctx.Err() == nil; i++ {
+		for _, s := range subjects {
+			if s.skip != "" {
+				continue
+			}
+			if _, err := d.runTrue(ctx, s, fmt.Sprintf("%s-w%d", s.name, i)); err != nil {
+				s.skip = "warm-up: " + err.Error()
+			}
+		}
+	}
+	fmt.Fprintf(out, "measuring %d rounds, interleaved...\n", o.rounds)
+	for i := 0; i < o.rounds && ctx.Err() == nil; i++ {
+		// Alternate which runtime goes first, so neither always runs right after the other.
+		for j := range subjects {
+			s := subjects[(i+j)%len(subjects)]
+			if s.skip != "" {
+				continue
+			}
+			t, err := d.runTrue(ctx, s, fmt.Sprintf("%s-r%d", s.name, i))
+			if err != nil {
+				s.skip = fmt.Sprintf("round %d: %v", i, err)
+				continue
+			}
+			s.times = append(s.times, t)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	if err := report(ctx, out, o, subjects); err != nil {
+		return err
+	}
+	if subjects[0].skip != "" {
+		return fmt.Errorf("knast was not measured: %s", subjects[0].skip)
+	}
+	return nil
+}
+
+// start writes a private config (root, state, sockets and plugin dirs under d.dir; no CRI, no
+// snapshotters this host cannot have) and starts containerd in its own process group, so a Ctrl-C does
+// not reach it before the cleanup runs.
+func (d *daemon) start(ctx context.Context) error {
+	config := fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+
+[grpc]
+  address = %[3]q
+
+[ttrpc]
+  address = %[4]q
+
+[debug]
+  address = %[5]q
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[6]q
+`, filepath.Join(d.dir, "root"), filepath.Join(d.dir, "state"), d.sock, d.sock+".ttrpc",
+		filepath.Join(d.dir, "debug.sock"), filepath.Join(d.dir, "opt"))
+	cfgPath := filepath.Join(d.dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		return fmt.Errorf("containerd config: %w", err)
+	}
+	f, err := os.Create(filepath.Join(d.dir, "ctr.stderr"))
+	if err != nil {
+		return fmt.Errorf("ctr stderr log: %w", err)
+	}
+	d.errLog = f
+	logF, err := os.Create(d.logPath)
+	if err != nil {
+		return fmt.Errorf("containerd log: %w", err)
+	}
+	defer logF.Close()
+	d.cmd = exec.Command("containerd", "--config", cfgPath)
+	d.cmd.Stdout, d.cmd.Stderr = logF, logF
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		d.cmd = nil
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	d.exited = make(chan error, 1)
+	go func() { d.exited <- d.cmd.Wait() }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case err := <-d.exited:
+			d.exited <- err
+			return fmt.Errorf("containerd exited at startup: %v\n%s", err, d.logTail())
+		default:
+		}
+		err := d.ctr(ctx, "version")
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("containerd did not come up: %w\n%s", err, d.logTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// importImage imports a busybox-static image built here (an OCI archive with one layer), unpacked
+// for the default snapshotter so that no run pays for the unpacking.
+func (d *daemon) importImage(ctx context.Context) error {
+	rootfs := filepath.Join(d.dir, "rootfs")
+	if err := testutil.BusyboxRootfs(rootfs); err != nil {
+		return fmt.Errorf("busybox rootfs (is busybox-static installed?): %w", err)
+	}
+	archive := filepath.Join(d.dir, "busybox-oci.tar")
+	f, err := os.Create(archive)
+	if err != nil {
+		return fmt.Errorf("image archive: %w", err)
+	}
+	err = clients.WriteOCIArchive(f, rootfs, clients.ImageConfig{
+		Name: image,
+		Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		Cmd:  []string{"/bin/sh"},
+	})
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("image archive: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	if err := d.ctr(ctx, "images", "import", archive); err != nil {
+		return fmt.Errorf("import image: %w", err)
+	}
+	return nil
+}
+
+// runTrue times `ctr run --rm --runc-binary RUNTIME --runc-root ROOT IMAGE ID /bin/true`: snapshot,
+// container, shim, the runtime's create/start/delete, and the removal of container and snapshot.
+func (d *daemon) runTrue(ctx context.Context, s *subject, id string) (time.Duration, error) {
+	t := time.Now()
+	err := d.ctr(ctx, "run", "--rm", "--runc-binary", s.path, "--runc-root", s.root, image, id, "/bin/true")
+	el := time.Since(t)
+	if err != nil {
+		return el, fmt.Errorf("%s: %w%s", s.name, err, d.logTail())
+	}
+	return el, nil
+}
+
+// ctr runs `ctr --address S --namespace N args...` with stdin and stdout on /dev/null and stderr in a
+// file, returned in the error.
+func (d *daemon) ctr(ctx context.Context, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	if err := d.errLog.Truncate(0); err != nil {
+		return fmt.Errorf("truncate stderr log: %w", err)
+	}
+	if _, err := d.errLog.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("rewind stderr log: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", d.sock, "--namespace", d.ns}, args...)...)
+	cmd.Stderr = d.errLog
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		msg, _ := os.ReadFile(d.errLog.Name())
+		return fmt.Errorf("ctr %s: %w: %s", args[0], err, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// ctrOutput is ctr with stdout returned (for listings).
+func (d *daemon) ctrOutput(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", d.sock, "--namespace", d.ns}, args...)...).Output()
+	if err != nil {
+		return "", fmt.Errorf("ctr %s: %w", args[0], err)
+	}
+	return string(b), nil
+}
+
+// logTail is the last error lines of containerd's log (which carry the shim's and runtime's errors).
+func (d *daemon) logTail() string {
+	data, _ := os.ReadFile(d.logPath)
+	var keep []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if strings.Contains(l, "level=error") {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) == 0 {
+		return ""
+	}
+	if len(keep) > 5 {
+		keep = keep[len(keep)-5:]
+	}
+	return "\ncontainerd log (errors):\n" + strings.Join(keep, "\n")
+}
+
+// stop removes every container a failed run left (their shims exit with their tasks), stops
+// containerd, then checks that no process, mount or cgroup of the run is left: whatever is, is
+// removed (processes killed by pid) and reported as an error.
+func (d *daemon) stop(ctx context.Context, out io.Writer, before testutil.Snapshot) error {
+	var errs []error
+	if d.cmd != nil {
+		if ids, err := d.ctrOutput(ctx, "containers", "ls", "-q"); err == nil {
+			for _, id := range strings.Fields(ids) {
+				d.ctr(ctx, "task", "kill", "-s", "SIGKILL", id)
+				d.ctr(ctx, "task", "rm", "-f", id)
+				if err := d.ctr(ctx, "containers", "rm", id); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(15 * time.Second):
+			d.cmd.Process.Kill()
+			<-d.exited
+		}
+	}
+	if d.errLog != nil {
+		d.errLog.Close()
+	}
+	if leaks := before.WaitLeaks(5 * time.Second); len(leaks) > 0 {
+		errs = append(errs, fmt.Errorf("left behind: %s", strings.Join(leaks, "; ")))
+		after, err := testutil.TakeSnapshot(before.Scope)
+		if err == nil {
+			for _, p := range after.Procs {
+				unix.Kill(p.Pid, unix.SIGKILL)
+			}
+		}
+	}
+	mounts, err := testutil.MountsUnder(d.dir)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if err := unix.Unmount(mounts[i], unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mounts[i], err))
+		}
+	}
+	left, err := removeCgroups(d.ns)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(left) > 0 {
+		errs = append(errs, fmt.Errorf("cgroups left after the containers were removed (removed now): %s", strings.Join(left, ", ")))
+	}
+	if err := os.RemoveAll(d.dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", d.dir, err))
+	}
+	if len(errs) == 0 && d.cmd != nil {
+		fmt.Fprintln(out, "cleanup: containerd stopped; no containers, shims, mounts or cgroups left")
+	}
+	return errors.Join(errs...)
+}
+
+// version is the first line of `<bin> args...`, or "?" when it fails.
+func version(ctx context.Context, bin string, args ...string) string {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, bin, args...).Output()
+	if err != nil {
+		return "?"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return line
+}
+
+func report(ctx context.Context, w io.Writer, o options, subjects []*subject) error {
+	fmt.Fprintf(w, "\nknast under containerd benchmark, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "machine: %s\n", machine())
+	fmt.Fprintf(w, "%d runs per runtime, interleaved (first runtime alternates), after %d warm-up runs per runtime\n",
+		o.rounds, o.warmup)
+	fmt.Fprintf(w, "`ctr run --rm --runc-binary RUNTIME %s ID /bin/true` against a private containerd (overlayfs, runc v2 shim)\n", image)
+	fmt.Fprintln(w, "\nwall time of ctr run in ms")
+	rows := [][]string{{"runtime", "median", "p90", "min", "max", "n"}}
+	for _, s := range subjects {
+		if s.skip != "" && len(s.times) == 0 {
+			rows = append(rows, []string{s.name, "skipped: " + s.skip})
+			continue
+		}
+		t := summarize(s.times)
+		rows = append(rows, []string{s.name, ms(t.Median), ms(t.P90), ms(t.Min), ms(t.Max), fmt.Sprint(t.N)})
+	}
+	if err := table(w, rows); err != nil {
+		return err
+	}
+	for _, s := range subjects {
+		if s.skip != "" && len(s.times) > 0 {
+			fmt.Fprintf(w, "%s stopped early: %s\n", s.name, s.skip)
+		}
+	}
+	k, r := summarize(subjects[0].times), summarize(subjects[1].times)
+	fmt.Fprintln(w, "\nknast/runc (< 1 means knast is faster; containerd's own work is in both)")
+	rows = [][]string{
+		{"", "median", "p90", "median diff ms"},
+		{"knast/runc", ratio(float64(k.Median), float64(r.Median)), ratio(float64(k.P90), float64(r.P90)), delta(k.Median, r.Median)},
+	}
+	if err := table(w, rows); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nversions:")
+	fmt.Fprintf(w, "  containerd: %s\n", version(ctx, "containerd", "--version"))
+	for _, s := range subjects {
+		fmt.Fprintf(w, "  %s: %s %s\n", s.name, s.path, s.version)
+	}
+	return nil
+}
