@@ -9,6 +9,9 @@ BIN   ?= bin/knast
 TEST_TIMEOUT ?= 20m
 TEST_FLAGS   ?=
 BENCH_FLAGS  ?=
+# bench/exec and bench/ctr take their own flags (-rounds, -warmup, -runc), not bench/lifecycle's.
+BENCH_EXEC_FLAGS ?=
+BENCH_CTR_FLAGS  ?=
 
 export GOTOOLCHAIN ?= local
 
@@ -46,6 +49,8 @@ quickstart: build
 
 bench: build
 	CGO_ENABLED=1 $(GO) run ./bench/lifecycle -knast $(BIN) $(BENCH_FLAGS)
+	CGO_ENABLED=1 $(GO) run ./bench/exec -knast $(BIN) $(BENCH_EXEC_FLAGS)
+	CGO_ENABLED=1 $(GO) run ./bench/ctr -knast $(BIN) $(BENCH_CTR_FLAGS)
 
 clean:
 	rm -rf bin
