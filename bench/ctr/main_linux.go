@@ -4,10 +4,13 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -49,7 +52,11 @@ type daemon struct {
 	cmd                    *exec.Cmd
 	exited                 chan error
 	errLog                 *os.File
+	ids                    []string // every container ID run, to find its shim's socket
 }
+
+// shimSocketDir is where containerd 1.6's shims put their sockets, whatever containerd's state dir.
+const shimSocketDir = "/run/containerd/s"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -106,8 +113,12 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 		// Cleanup must run even after Ctrl-C cancelled ctx.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*cmdTimeout)
 		defer cancel()
-		if cerr := d.stop(cctx, out, before); cerr != nil && err == nil {
-			err = cerr
+		if cerr := d.stop(cctx, out, before); cerr != nil {
+			if err == nil {
+				err = cerr
+			} else {
+				err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+			}
 		}
 	}()
 	if err := d.start(ctx); err != nil {
@@ -274,8 +285,9 @@ func (d *daemon) importImage(ctx context.Context) error {
 // runTrue times `ctr run --rm --runc-binary RUNTIME --runc-root ROOT IMAGE ID /bin/true`: snapshot,
 // container, shim, the runtime's create/start/delete, and the removal of container and snapshot.
 func (d *daemon) runTrue(ctx context.Context, s *subject, id string) (time.Duration, error) {
+	d.ids = append(d.ids, id)
 	t := time.Now()
-	err := d.ctr(ctx, "run", "--rm", "--runc-binary", s.path, "--runc-root", s.root, image, id, "/bin/true")
+	err := d.ctr(ctx, "run", "--rm", "--fifo-dir", filepath.Join(d.dir, "fifo"), "--runc-binary", s.path, "--runc-root", s.root, image, id, "/bin/true")
 	el := time.Since(t)
 	if err != nil {
 		return el, fmt.Errorf("%s: %w%s", s.name, err, d.logTail())
@@ -284,9 +296,10 @@ func (d *daemon) runTrue(ctx context.Context, s *subject, id string) (time.Durat
 }
 
 // ctr runs `ctr --address S --namespace N args...` with stdin and stdout on /dev/null and stderr in a
-// file, returned in the error.
+// file, returned in the error. A Ctrl-C does not cut it short (its own process group, a context that
+// only times out): a ctr killed mid-run leaves a half-created task, shim and fifos behind.
 func (d *daemon) ctr(ctx context.Context, args ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmdTimeout)
 	defer cancel()
 	if err := d.errLog.Truncate(0); err != nil {
 		return fmt.Errorf("truncate stderr log: %w", err)
@@ -296,6 +309,7 @@ func (d *daemon) ctr(ctx context.Context, args ...string) error {
 	}
 	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", d.sock, "--namespace", d.ns}, args...)...)
 	cmd.Stderr = d.errLog
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
 		msg, _ := os.ReadFile(d.errLog.Name())
@@ -339,14 +353,8 @@ func (d *daemon) logTail() string {
 func (d *daemon) stop(ctx context.Context, out io.Writer, before testutil.Snapshot) error {
 	var errs []error
 	if d.cmd != nil {
-		if ids, err := d.ctrOutput(ctx, "containers", "ls", "-q"); err == nil {
-			for _, id := range strings.Fields(ids) {
-				d.ctr(ctx, "task", "kill", "-s", "SIGKILL", id)
-				d.ctr(ctx, "task", "rm", "-f", id)
-				if err := d.ctr(ctx, "containers", "rm", id); err != nil {
-					errs = append(errs, err)
-				}
-			}
+		if err := d.removeContainers(ctx); err != nil {
+			errs = append(errs, err)
 		}
 		d.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -361,12 +369,14 @@ func (d *daemon) stop(ctx context.Context, out io.Writer, before testutil.Snapsh
 	}
 	if leaks := before.WaitLeaks(5 * time.Second); len(leaks) > 0 {
 		errs = append(errs, fmt.Errorf("left behind: %s", strings.Join(leaks, "; ")))
-		after, err := testutil.TakeSnapshot(before.Scope)
-		if err == nil {
+		// Only processes naming this run's dir: its shims and what they started.
+		if after, err := testutil.TakeSnapshot(before.Scope); err == nil {
 			for _, p := range after.Procs {
 				unix.Kill(p.Pid, unix.SIGKILL)
 			}
 		}
+		// Their cgroups can go once they are gone.
+		before.WaitLeaks(5 * time.Second)
 	}
 	mounts, err := testutil.MountsUnder(d.dir)
 	if err != nil {
@@ -376,6 +386,19 @@ func (d *daemon) stop(ctx context.Context, out io.Writer, before testutil.Snapsh
 		if err := unix.Unmount(mounts[i], unix.MNT_DETACH); err != nil {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", mounts[i], err))
 		}
+	}
+	// A shim whose ctr was killed mid-run (Ctrl-C) can exit without removing its socket.
+	var stale []string
+	for _, id := range d.ids {
+		p := shimSocket(d.sock, d.ns, id)
+		if err := os.Remove(p); err == nil {
+			stale = append(stale, id)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove shim socket of %s: %w", id, err))
+		}
+	}
+	if len(stale) > 0 {
+		fmt.Fprintf(out, "cleanup: removed the stale shim sockets of %s\n", strings.Join(stale, ", "))
 	}
 	left, err := removeCgroups(d.ns)
 	if err != nil {
@@ -391,6 +414,37 @@ func (d *daemon) stop(ctx context.Context, out io.Writer, before testutil.Snapsh
 		fmt.Fprintln(out, "cleanup: containerd stopped; no containers, shims, mounts or cgroups left")
 	}
 	return errors.Join(errs...)
+}
+
+// shimSocket is the socket path containerd 1.6's runc shim derives from containerd's address, the
+// namespace and the container ID.
+func shimSocket(address, ns, id string) string {
+	sum := sha256.Sum256([]byte(filepath.Join(address, ns, id)))
+	return filepath.Join(shimSocketDir, hex.EncodeToString(sum[:]))
+}
+
+// removeContainers removes every container of the namespace with its task, retrying for a while:
+// a container whose task is still being created cannot be removed yet.
+func (d *daemon) removeContainers(ctx context.Context) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ids, err := d.ctrOutput(ctx, "containers", "ls", "-q")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(ids) == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("containers not removable: %s", strings.Join(strings.Fields(ids), ", "))
+		}
+		for _, id := range strings.Fields(ids) {
+			d.ctr(ctx, "task", "kill", "-s", "SIGKILL", id)
+			d.ctr(ctx, "task", "rm", "-f", id)
+			d.ctr(ctx, "containers", "rm", id)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // version is the first line of `<bin> args...`, or "?" when it fails.

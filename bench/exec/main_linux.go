@@ -117,8 +117,12 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 		}
 		reapOrphans()
 		errs = append(errs, checkClean(out, before, cgParent))
-		if cerr := errors.Join(errs...); cerr != nil && err == nil {
-			err = cerr
+		if cerr := errors.Join(errs...); cerr != nil {
+			if err == nil {
+				err = cerr
+			} else {
+				err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+			}
 		}
 	}()
 	if err != nil {
@@ -324,9 +328,11 @@ func (s *subject) execTrue(ctx context.Context, v int) (time.Duration, error) {
 }
 
 // run runs `<runtime> --root R args...` and returns its stdout. stdin is /dev/null; stdout goes to a
-// file (no pipe a container could inherit and hold open), stderr to a log returned in the error.
+// file (no pipe a container could inherit and hold open), stderr to a log returned in the error. A
+// Ctrl-C does not cut it short (its own process group, a context that only times out), so no runtime
+// is killed halfway through a create or exec.
 func (s *subject) run(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmdTimeout)
 	defer cancel()
 	if err := s.errLog.Truncate(0); err != nil {
 		return "", fmt.Errorf("truncate stderr log: %w", err)
@@ -347,6 +353,7 @@ func (s *subject) run(ctx context.Context, args ...string) (string, error) {
 	}
 	cmd := exec.CommandContext(ctx, s.path, append([]string{"--root", s.root}, args...)...)
 	cmd.Stderr = s.errLog
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if stdout != nil {
 		cmd.Stdout = stdout
 	}
