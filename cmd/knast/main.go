@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/knast/knast/internal/container"
+	"github.com/knast/knast/internal/image"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -31,6 +32,7 @@ type app struct {
 	systemdCgroup bool
 	rootless      string
 	criu          string
+	storage       string
 
 	stdout io.Writer
 	stderr io.Writer
@@ -68,6 +70,12 @@ func commands() map[string]command {
 		"checkpoint": unsupportedCmd("checkpoint"),
 		"restore":    unsupportedCmd("restore"),
 		"init":       initCmd(),
+		"pull":       pullCmd(),
+		"push":       pushCmd(),
+		"images":     imagesCmd(),
+		"image":      imageCmd(),
+		"login":      loginCmd(),
+		"logout":     logoutCmd(),
 	}
 }
 
@@ -92,6 +100,7 @@ func (a *app) main(argv []string) int {
 	gf.BoolVar(&a.systemdCgroup, "systemd-cgroup", false, "use the systemd cgroup driver")
 	gf.StringVar(&a.rootless, "rootless", "auto", "rootless mode: true, false or auto")
 	gf.StringVar(&a.criu, "criu", "criu", "path to criu (checkpoint/restore are not supported)")
+	gf.StringVar(&a.storage, "storage", image.DefaultDir, "directory for images (an OCI layout, names and downloads)")
 	showVersion := gf.BoolP("version", "v", false, "print the version")
 	help := gf.BoolP("help", "h", false, "show help")
 	if err := gf.Parse(argv); err != nil {
