@@ -137,27 +137,30 @@ func authTransport(ctx context.Context, repo name.Repository, kc authn.Keychain,
 
 // registryError turns registry failures into messages that name the registry and say what to do.
 func registryError(registry, what string, err error) error {
+	prefix := "registry " + registry
 	if what != "" {
-		what = " " + what
+		prefix = what + ": registry " + registry
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
-		switch te.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("registry %s%s: %w (%d; log in with `knast login %s`): %w", registry, what, ErrAuth, te.StatusCode, registry, err)
-		case http.StatusNotFound:
-			return fmt.Errorf("registry %s%s: %w: %w", registry, what, ErrUnknownImage, err)
-		}
+		auth := te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden
+		unknown := te.StatusCode == http.StatusNotFound
 		for _, d := range te.Errors {
 			switch d.Code {
 			case transport.UnauthorizedErrorCode, transport.DeniedErrorCode:
-				return fmt.Errorf("registry %s%s: %w: %w", registry, what, ErrAuth, err)
+				auth = true
 			case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode, transport.BlobUnknownErrorCode:
-				return fmt.Errorf("registry %s%s: %w: %w", registry, what, ErrUnknownImage, err)
+				unknown = true
 			}
 		}
+		switch {
+		case auth:
+			return fmt.Errorf("%s: %w (log in with `knast login %s`): %w", prefix, ErrAuth, registry, err)
+		case unknown:
+			return fmt.Errorf("%s: %w: %w", prefix, ErrUnknownImage, err)
+		}
 	}
-	return fmt.Errorf("registry %s%s: %w", registry, what, err)
+	return fmt.Errorf("%s: %w", prefix, err)
 }
 
 // LoginOptions are the options of Login and Logout.

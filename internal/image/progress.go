@@ -32,7 +32,10 @@ func newProgress(w io.Writer) progress {
 		return nopProgress{}
 	}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return &barProgress{p: mpb.New(mpb.WithOutput(f), mpb.WithWidth(40)), w: f}
+		// A terminal of unknown width (0 columns) would show no bars at all.
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
+			return &barProgress{p: mpb.New(mpb.WithOutput(f), mpb.WithWidth(40)), w: f}
+		}
 	}
 	return &lineProgress{w: w}
 }
@@ -110,8 +113,10 @@ func (b *lineBlob) done(err error, skipped bool) {
 }
 
 type barProgress struct {
-	p *mpb.Progress
-	w io.Writer
+	p      *mpb.Progress
+	w      io.Writer
+	mu     sync.Mutex
+	waited bool
 }
 
 func (p *barProgress) blob(kind, digest string, size int64) blobProgress {
@@ -129,11 +134,25 @@ func (p *barProgress) blob(kind, digest string, size int64) blobProgress {
 	return &barBlob{bar: bar, last: time.Now()}
 }
 
+// line prints above the bars while they run, and plainly once they are done.
 func (p *barProgress) line(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.waited {
+		fmt.Fprintf(p.w, format+"\n", args...)
+		return
+	}
 	fmt.Fprintf(p.p, format+"\n", args...)
 }
 
-func (p *barProgress) wait() { p.p.Wait() }
+func (p *barProgress) wait() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.waited {
+		p.waited = true
+		p.p.Wait()
+	}
+}
 
 type barBlob struct {
 	bar  *mpb.Bar
