@@ -239,7 +239,8 @@ func (s *Store) fetchBlob(ctx context.Context, fetch fetchFunc, d v1.Descriptor,
 
 // blobFetcher GETs a blob from the registry, from offset on when the registry honours Range.
 func blobFetcher(client *http.Client, repo name.Repository, h v1.Hash) fetchFunc {
-	return func(ctx context.Context, off int64) (io.ReadCloser, int64, error) {
+	var fetch fetchFunc
+	fetch = func(ctx context.Context, off int64) (io.ReadCloser, int64, error) {
 		u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/blobs/%s", repo.RepositoryStr(), h)}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 		if err != nil {
@@ -257,9 +258,10 @@ func blobFetcher(client *http.Client, repo name.Repository, h v1.Hash) fetchFunc
 			return resp.Body, 0, nil
 		case resp.StatusCode == http.StatusPartialContent && off > 0 && strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", off)):
 			return resp.Body, off, nil
-		case resp.StatusCode == http.StatusPartialContent:
+		case off > 0:
+			// The registry does not do this Range (416, or an error of its own): fetch it whole.
 			resp.Body.Close()
-			return nil, 0, fmt.Errorf("blob %s: unexpected Content-Range %q for offset %d", h, resp.Header.Get("Content-Range"), off)
+			return fetch(ctx, 0)
 		}
 		defer resp.Body.Close()
 		if err := transport.CheckError(resp, http.StatusOK); err != nil {
@@ -267,4 +269,5 @@ func blobFetcher(client *http.Client, repo name.Repository, h v1.Hash) fetchFunc
 		}
 		return nil, 0, fmt.Errorf("blob %s: unexpected status %s", h, resp.Status)
 	}
+	return fetch
 }
