@@ -51,10 +51,20 @@ type dirMeta struct {
 	setMode      bool
 }
 
+// extract applies layers to root; a root it had to create is removed again on failure.
 func extract(ctx context.Context, root string, layers []io.Reader, o Options) (Stats, error) {
+	_, statErr := os.Lstat(root)
 	if err := makeRoot(root); err != nil {
 		return Stats{}, err
 	}
+	st, err := extractInto(ctx, root, layers, o)
+	if err != nil && errors.Is(statErr, fs.ErrNotExist) {
+		os.RemoveAll(root)
+	}
+	return st, err
+}
+
+func extractInto(ctx context.Context, root string, layers []io.Reader, o Options) (Stats, error) {
 	t, err := openTree(root)
 	if err != nil {
 		return Stats{}, err

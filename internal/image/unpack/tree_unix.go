@@ -230,6 +230,9 @@ func lstatAt(dirfd int, name string) (unix.Stat_t, error) {
 
 // removeAt removes name (recursively for a directory) from dirfd, without following symlinks.
 func (t *tree) removeAt(dirfd int, name string) error {
+	if _, err := lstatAt(dirfd, name); errors.Is(err, unix.ENOENT) {
+		return nil // nothing there: cached lookups stay valid
+	}
 	t.flush()
 	return removeAll(dirfd, name)
 }

@@ -63,14 +63,15 @@ type Stats struct {
 	SkippedXattrs  int64 // xattrs not set (unsupported by the filesystem or not permitted)
 }
 
-// Apply extracts one layer stream into root, creating root (and its parent 0700) if missing.
+// Apply extracts one layer stream into root, creating root (and its parent 0700) if missing;
+// a root it created is removed again when the layer fails.
 func Apply(ctx context.Context, root string, layer io.Reader, o Options) error {
 	_, err := Extract(ctx, root, []io.Reader{layer}, o)
 	return err
 }
 
 // Unpack applies layers in order (lowest first) into root, creating root (and its parent 0700)
-// if missing.
+// if missing; a root it created is removed again when a layer fails.
 func Unpack(ctx context.Context, root string, layers []io.Reader, o Options) error {
 	_, err := Extract(ctx, root, layers, o)
 	return err
