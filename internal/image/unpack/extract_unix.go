@@ -216,8 +216,8 @@ func (x *extractor) touch(fd int, p string) {
 	}
 }
 
-// clobber removes whatever is at base, unless keepDir and it is a directory; it reports
-// whether a directory was kept.
+// clobberKeepDir removes whatever is at base unless it is a directory, which it keeps and
+// reports (a directory entry over a directory only updates its metadata).
 func (x *extractor) clobberKeepDir(pfd int, base string) (bool, error) {
 	st, err := lstatAt(pfd, base)
 	if errors.Is(err, unix.ENOENT) {
@@ -232,6 +232,7 @@ func (x *extractor) clobberKeepDir(pfd int, base string) (bool, error) {
 	return false, x.t.removeAt(pfd, base)
 }
 
+// clobber removes whatever is at base: every non-directory entry replaces the lower path.
 func (x *extractor) clobber(pfd int, base string) error {
 	return x.t.removeAt(pfd, base)
 }
@@ -326,7 +327,13 @@ func (x *extractor) hardlink(pfd int, base, name string, hdr *tar.Header) error 
 }
 
 func (x *extractor) node(pfd int, base string, hdr *tar.Header) error {
-	typ := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
+	typ := uint32(unix.S_IFIFO)
+	switch hdr.Typeflag {
+	case tar.TypeChar:
+		typ = unix.S_IFCHR
+	case tar.TypeBlock:
+		typ = unix.S_IFBLK
+	}
 	if hdr.Devmajor < 0 || hdr.Devmajor > 0xfff || hdr.Devminor < 0 || hdr.Devminor > 0xfffff {
 		return fmt.Errorf("device number %d:%d out of range", hdr.Devmajor, hdr.Devminor)
 	}

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -94,6 +96,12 @@ func TestApplySemantics(t *testing.T) {
 			stats: Stats{Entries: 3, SkippedDevices: 1},
 		},
 		{
+			name: "dir xattrs replaced by an upper dir entry",
+			layers: [][]ent{{with(dir("d"), func(h *tar.Header) { h.PAXRecords = map[string]string{"SCHILY.xattr.user.a": "1"} })},
+				{with(dir("d"), func(h *tar.Header) { h.PAXRecords = map[string]string{"SCHILY.xattr.user.b": "2"} })}},
+			want: map[string]string{"d": "xattrs=user.b=32"},
+		},
+		{
 			name:   "root entry sets root mode, aufs metadata ignored",
 			layers: [][]ent{{with(dir("./"), func(h *tar.Header) { h.Mode = 0o750 }), file(".wh..wh.plnk", ""), file("f", "")}},
 			want:   map[string]string{"f": "file", ".wh..wh.plnk": ""},
@@ -140,7 +148,7 @@ func TestRootEntryMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st unix.Stat_t
-	if err := unix.Stat(root, &st); err != nil || st.Mode&0o7777 != 0o750 || st.Mtim.Sec != t0.Unix() {
+	if err := unix.Stat(root, &st); err != nil || st.Mode&0o7777 != 0o750 || int64(st.Mtim.Sec) != t0.Unix() {
 		t.Errorf("root: mode %o mtime %d, want 750 and %d (err %v)", st.Mode&0o7777, st.Mtim.Sec, t0.Unix(), err)
 	}
 	if err := Apply(context.Background(), root, bytes.NewReader(layerTar(t, symlink(".", "/"))), Options{}); !errors.Is(err, ErrUnsafePath) {
@@ -199,5 +207,24 @@ func TestRootParentMode(t *testing.T) {
 	}
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
 		t.Errorf("root not created: %v", err)
+	}
+}
+
+func TestWarningsAndMapErrors(t *testing.T) {
+	var logs bytes.Buffer
+	dev := ent{Header: tar.Header{Typeflag: tar.TypeChar, Name: "null", Mode: 0o666, Devmajor: 1, Devminor: 3}}
+	l := layerTar(t, dev)
+	o := Options{Rootless: true, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	if err := Apply(context.Background(), filepath.Join(t.TempDir(), "r"), bytes.NewReader(l), o); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "devices=1") {
+		t.Errorf("no warning about the skipped device: %q", logs.String())
+	}
+	o = Options{UIDMap: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1000, Size: 10}}}
+	l = layerTar(t, with(file("f", ""), func(h *tar.Header) { h.Uid = 10 }))
+	err := Apply(context.Background(), filepath.Join(t.TempDir(), "r"), bytes.NewReader(l), o)
+	if err == nil || !strings.Contains(err.Error(), "id 10 is not in the id mapping") || !strings.Contains(err.Error(), `entry "f"`) {
+		t.Errorf("unmapped uid: %v", err)
 	}
 }
