@@ -62,6 +62,7 @@ func commands() map[string]command {
 		"delete":     deleteCmd(),
 		"list":       listCmd(),
 		"features":   featuresCmd(),
+		"bundle":     bundleCmd(),
 		"pause":      pauseCmd(),
 		"resume":     resumeCmd(),
 		"ps":         psCmd(),

@@ -14,7 +14,15 @@ func runCmd() command {
 		var o container.RunOptions
 		createFlags(fs, &o.CreateOptions)
 		fs.BoolVarP(&o.Detach, "detach", "d", false, "return once the container runs")
+		var img imageRunOptions
+		imageRunFlags(fs, &img)
 		return func(ctx context.Context, a *app, args []string) error {
+			if err := checkImageRunFlags(fs, &img); err != nil {
+				return err
+			}
+			if img.image != "" {
+				return a.runImage(ctx, args, o, img)
+			}
 			if err := needArgs("run", args, 1, "a container ID"); err != nil {
 				return err
 			}
