@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs one container with a freshly built knast from a busybox-static rootfs, offline, in a private
-# temp dir (bundle and --root state), and removes everything afterwards.
+# Runs one container from an image with a freshly built knast, offline: an OCI image is made from
+# busybox-static, loaded into a private image store and run with `knast run --image`; then a plain
+# runc-style bundle is run too. Everything lives in a temp dir that is removed afterwards.
 # Usage: scripts/quickstart.sh [path/to/knast]   (run as root; `make quickstart` does this)
 set -euo pipefail
 
@@ -28,6 +29,7 @@ state=$work/state
 bundle=$work/bundle
 cleanup() {
 	"$knast" --root "$state" delete --force "$id" >/dev/null 2>&1 || true
+	"$knast" --root "$state" delete --force "$id-img" >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,10 +53,19 @@ done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$bundle/rootfs/etc/passwd"
 echo 'root:x:0:' >"$bundle/rootfs/etc/group"
 
+echo "== image: an OCI archive of that rootfs, loaded into a private store ($work/storage)"
+show "$go" run ./scripts/mkimage -name localhost/busybox:latest "$bundle/rootfs" "$work/busybox.tar"
+show "$knast" --storage "$work/storage" image load -i "$work/busybox.tar"
+show "$knast" --storage "$work/storage" images
+
+echo "== run --image"
+show "$knast" --root "$state" --storage "$work/storage" run --rm --name "$id-img" --image localhost/busybox:latest -- \
+	sh -c 'echo hello from a knast container made from an image; id; hostname' </dev/null
+
 echo "== config.json: knast spec, then terminal=false and our command"
 (cd "$bundle" && show "$knast" spec)
 show "$go" run ./scripts/specedit -terminal=false "$bundle" sh -c 'echo hello from knast; uname -a; id'
 
-echo "== run"
+echo "== run (a runc-style bundle)"
 show "$knast" --root "$state" run --bundle "$bundle" "$id" </dev/null
 echo "== done: exit status 0; cleaning up $work"
