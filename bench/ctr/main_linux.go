@@ -21,7 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/knast/knast/integration/clients"
+	"github.com/knast/knast/bench/internal/benchutil"
 	"github.com/knast/knast/internal/testutil"
 )
 
@@ -143,7 +143,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 			continue
 		}
 		s.path = p
-		s.version = version(ctx, p, "--version")
+		s.version = benchutil.Version(ctx, cmdTimeout, p, "--version")
 	}
 
 	fmt.Fprintf(out, "warming up (%d runs per runtime)...\n", o.warmup)
@@ -265,7 +265,7 @@ func (d *daemon) importImage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("image archive: %w", err)
 	}
-	err = clients.WriteOCIArchive(f, rootfs, clients.ImageConfig{
+	err = testutil.WriteOCIArchive(f, rootfs, testutil.ImageConfig{
 		Name: image,
 		Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		Cmd:  []string{"/bin/sh"},
@@ -400,7 +400,7 @@ func (d *daemon) stop(ctx context.Context, out io.Writer, before testutil.Snapsh
 	if len(stale) > 0 {
 		fmt.Fprintf(out, "cleanup: removed the stale shim sockets of %s\n", strings.Join(stale, ", "))
 	}
-	left, err := removeCgroups(d.ns)
+	left, err := benchutil.RemoveCgroups(d.ns)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -447,21 +447,9 @@ func (d *daemon) removeContainers(ctx context.Context) error {
 	}
 }
 
-// version is the first line of `<bin> args...`, or "?" when it fails.
-func version(ctx context.Context, bin string, args ...string) string {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
-	defer cancel()
-	b, err := exec.CommandContext(ctx, bin, args...).Output()
-	if err != nil {
-		return "?"
-	}
-	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-	return line
-}
-
 func report(ctx context.Context, w io.Writer, o options, subjects []*subject) error {
 	fmt.Fprintf(w, "\nknast under containerd benchmark, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(w, "machine: %s\n", machine())
+	fmt.Fprintf(w, "machine: %s\n", benchutil.Machine()+", load "+benchutil.LoadAvg())
 	fmt.Fprintf(w, "%d runs per runtime, interleaved (first runtime alternates), after %d warm-up runs per runtime\n",
 		o.rounds, o.warmup)
 	fmt.Fprintf(w, "`ctr run --rm --runc-binary RUNTIME %s ID /bin/true` against a private containerd (overlayfs, runc v2 shim)\n", image)
@@ -472,10 +460,10 @@ func report(ctx context.Context, w io.Writer, o options, subjects []*subject) er
 			rows = append(rows, []string{s.name, "skipped: " + s.skip})
 			continue
 		}
-		t := summarize(s.times)
-		rows = append(rows, []string{s.name, ms(t.Median), ms(t.P90), ms(t.Min), ms(t.Max), fmt.Sprint(t.N)})
+		t := benchutil.Summarize(s.times)
+		rows = append(rows, []string{s.name, benchutil.MS(t.Median), benchutil.MS(t.P90), benchutil.MS(t.Min), benchutil.MS(t.Max), fmt.Sprint(t.N)})
 	}
-	if err := table(w, rows); err != nil {
+	if err := benchutil.Table(w, rows); err != nil {
 		return err
 	}
 	for _, s := range subjects {
@@ -483,17 +471,17 @@ func report(ctx context.Context, w io.Writer, o options, subjects []*subject) er
 			fmt.Fprintf(w, "%s stopped early: %s\n", s.name, s.skip)
 		}
 	}
-	k, r := summarize(subjects[0].times), summarize(subjects[1].times)
+	k, r := benchutil.Summarize(subjects[0].times), benchutil.Summarize(subjects[1].times)
 	fmt.Fprintln(w, "\nknast/runc (< 1 means knast is faster; containerd's own work is in both)")
 	rows = [][]string{
 		{"", "median", "p90", "median diff ms"},
-		{"knast/runc", ratio(float64(k.Median), float64(r.Median)), ratio(float64(k.P90), float64(r.P90)), delta(k.Median, r.Median)},
+		{"knast/runc", benchutil.Ratio(float64(k.Median), float64(r.Median)), benchutil.Ratio(float64(k.P90), float64(r.P90)), benchutil.Delta(k.Median, r.Median)},
 	}
-	if err := table(w, rows); err != nil {
+	if err := benchutil.Table(w, rows); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "\nversions:")
-	fmt.Fprintf(w, "  containerd: %s\n", version(ctx, "containerd", "--version"))
+	fmt.Fprintf(w, "  containerd: %s\n", benchutil.Version(ctx, cmdTimeout, "containerd", "--version"))
 	for _, s := range subjects {
 		fmt.Fprintf(w, "  %s: %s %s\n", s.name, s.path, s.version)
 	}

@@ -20,6 +20,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/knast/knast/bench/internal/benchutil"
 	"github.com/knast/knast/internal/spec"
 	"github.com/knast/knast/internal/testutil"
 )
@@ -115,7 +116,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 		for _, s := range subjects {
 			errs = append(errs, s.cleanup(cctx))
 		}
-		reapOrphans()
+		benchutil.ReapOrphans()
 		errs = append(errs, checkClean(out, before, cgParent))
 		if cerr := errors.Join(errs...); cerr != nil {
 			if err == nil {
@@ -159,7 +160,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 				s.times[v] = append(s.times[v], d)
 			}
 		}
-		reapOrphans()
+		benchutil.ReapOrphans()
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted: %w", err)
@@ -199,7 +200,7 @@ func setup(ctx context.Context, o options, tmp, token, cgParent string) ([]*subj
 			continue
 		}
 		s.path = p
-		s.version = version(ctx, p)
+		s.version = benchutil.Version(ctx, cmdTimeout, p, "--version")
 		if err := os.MkdirAll(s.root, 0o700); err != nil {
 			return subjects, fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -389,7 +390,7 @@ func (s *subject) cleanup(ctx context.Context) error {
 // cgroup outlived the containers' deletion.
 func checkClean(out io.Writer, before testutil.Snapshot, cgParent string) error {
 	var errs []error
-	left, err := removeCgroups(cgParent)
+	left, err := benchutil.RemoveCgroups(cgParent)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -405,21 +406,9 @@ func checkClean(out io.Writer, before testutil.Snapshot, cgParent string) error 
 	return errors.Join(errs...)
 }
 
-// version is the first line of `<bin> --version`, or "?" when the binary has no such flag.
-func version(ctx context.Context, bin string) string {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
-	defer cancel()
-	b, err := exec.CommandContext(ctx, bin, "--version").Output()
-	if err != nil {
-		return "?"
-	}
-	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-	return line
-}
-
 func report(w io.Writer, o options, subjects []*subject) error {
 	fmt.Fprintf(w, "\nknast exec benchmark, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(w, "machine: %s\n", machine())
+	fmt.Fprintf(w, "machine: %s\n", benchutil.Machine()+", load "+benchutil.LoadAvg())
 	fmt.Fprintf(w, "%d execs of /bin/true per runtime and container, interleaved (first runtime alternates), after %d warm-up execs\n",
 		o.rounds, o.warmup)
 	fmt.Fprintln(w, "one running busybox container (sleep) per runtime and variant; seccomp = containerd's default profile in config.json")
@@ -431,11 +420,11 @@ func report(w io.Writer, o options, subjects []*subject) error {
 			continue
 		}
 		for v := range numVariants {
-			t := summarize(s.times[v])
-			rows = append(rows, []string{s.name, variantNames[v], ms(t.Median), ms(t.P90), ms(t.Min), ms(t.Max), fmt.Sprint(t.N)})
+			t := benchutil.Summarize(s.times[v])
+			rows = append(rows, []string{s.name, variantNames[v], benchutil.MS(t.Median), benchutil.MS(t.P90), benchutil.MS(t.Min), benchutil.MS(t.Max), fmt.Sprint(t.N)})
 		}
 	}
-	if err := table(w, rows); err != nil {
+	if err := benchutil.Table(w, rows); err != nil {
 		return err
 	}
 	for _, s := range subjects {
@@ -448,19 +437,19 @@ func report(w io.Writer, o options, subjects []*subject) error {
 	fmt.Fprintln(w, "\nknast/runc (< 1 means knast is faster)")
 	rows = [][]string{{"variant", "median", "p90", "median diff ms"}}
 	for v := range numVariants {
-		ks, rs := summarize(k.times[v]), summarize(r.times[v])
-		rows = append(rows, []string{variantNames[v], ratio(float64(ks.Median), float64(rs.Median)),
-			ratio(float64(ks.P90), float64(rs.P90)), delta(ks.Median, rs.Median)})
+		ks, rs := benchutil.Summarize(k.times[v]), benchutil.Summarize(r.times[v])
+		rows = append(rows, []string{variantNames[v], benchutil.Ratio(float64(ks.Median), float64(rs.Median)),
+			benchutil.Ratio(float64(ks.P90), float64(rs.P90)), benchutil.Delta(ks.Median, rs.Median)})
 	}
-	if err := table(w, rows); err != nil {
+	if err := benchutil.Table(w, rows); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "\ncost of the seccomp profile per exec (seccomp median - plain median, ms)")
 	rows = [][]string{{"runtime", "extra ms"}}
 	for _, s := range subjects {
-		rows = append(rows, []string{s.name, delta(summarize(s.times[variantSeccomp]).Median, summarize(s.times[variantPlain]).Median)})
+		rows = append(rows, []string{s.name, benchutil.Delta(benchutil.Summarize(s.times[variantSeccomp]).Median, benchutil.Summarize(s.times[variantPlain]).Median)})
 	}
-	if err := table(w, rows); err != nil {
+	if err := benchutil.Table(w, rows); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "\nversions:")

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/knast/knast/bench/internal/benchutil"
 	"github.com/knast/knast/internal/testutil"
 )
 
@@ -132,7 +132,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 				err = cerr
 			}
 		}
-		reapOrphans()
+		benchutil.ReapOrphans()
 	}()
 
 	fmt.Fprintf(out, "warming up (%d lifecycles per runtime)...\n", o.warmup)
@@ -217,7 +217,7 @@ func setup(ctx context.Context, o options, tmp string) ([]*subject, error) {
 			continue
 		}
 		s.path = p
-		s.version = version(ctx, p)
+		s.version = benchutil.Version(ctx, cmdTimeout, p, "--version")
 	}
 
 	var gen *subject
@@ -289,18 +289,6 @@ func byName(subjects []*subject, name string) *subject {
 		}
 	}
 	return nil
-}
-
-// version is the first line of `<bin> --version`, or "?" when the binary has no such flag.
-func version(ctx context.Context, bin string) string {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
-	defer cancel()
-	b, err := exec.CommandContext(ctx, bin, "--version").Output()
-	if err != nil {
-		return "?"
-	}
-	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-	return line
 }
 
 // exec runs `<runtime> --root R args...` with stdin/stdout on /dev/null (no pipes: a container
@@ -382,7 +370,7 @@ func (s *subject) finish(ctx context.Context, id string, pidfd int, d *[numPhase
 	d[phaseDelete] = time.Since(t)
 	delete(s.live, id)
 	// Intermediate processes of a runtime that exit after us becoming their reaper would pile up.
-	reapOrphans()
+	benchutil.ReapOrphans()
 	return nil
 }
 
@@ -485,18 +473,6 @@ func waitExit(ctx context.Context, pidfd int) error {
 	return nil
 }
 
-// reapOrphans reaps every exited child without blocking. Call it only while no exec.Cmd runs, so it
-// cannot steal a status that os/exec waits for.
-func reapOrphans() {
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if pid <= 0 || err != nil {
-			return
-		}
-	}
-}
-
 // descendants lists every process below pid in the process tree, with its memory.
 func descendants(pid int) ([]proc, error) {
 	ents, err := os.ReadDir("/proc")
@@ -577,7 +553,7 @@ func kbField(path, key string) (int64, error) {
 
 func report(w io.Writer, o options, subjects []*subject) error {
 	fmt.Fprintf(w, "\nknast lifecycle benchmark, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(w, "machine: %s\n", machine())
+	fmt.Fprintf(w, "machine: %s\n", benchutil.Machine())
 	fmt.Fprintf(w, "%d rounds per runtime, interleaved, after %d warm-up rounds; bundle: busybox, /bin/true\n",
 		o.rounds, o.warmup)
 	fmt.Fprintln(w, "exit = from `start` returning until the init is gone (pidfd poll + waitid, same for all)")
@@ -590,13 +566,13 @@ func report(w io.Writer, o options, subjects []*subject) error {
 		}
 		r := []string{s.name}
 		for p := range numPhases {
-			r = append(r, ms(summarize(s.phases[p]).Median))
+			r = append(r, benchutil.MS(benchutil.Summarize(s.phases[p]).Median))
 		}
-		t := summarize(s.total)
-		r = append(r, ms(t.Median), ms(t.P90), fmt.Sprint(t.N))
+		t := benchutil.Summarize(s.total)
+		r = append(r, benchutil.MS(t.Median), benchutil.MS(t.P90), fmt.Sprint(t.N))
 		rows = append(rows, r)
 	}
-	if err := table(w, rows); err != nil {
+	if err := benchutil.Table(w, rows); err != nil {
 		return err
 	}
 	for _, s := range subjects {
@@ -605,15 +581,15 @@ func report(w io.Writer, o options, subjects []*subject) error {
 		}
 	}
 
-	k := summarize(byName(subjects, "knast").total)
+	k := benchutil.Summarize(byName(subjects, "knast").total)
 	fmt.Fprintln(w, "\nratios (total lifecycle; < 1 means knast is faster)")
 	rows = [][]string{{"", "median", "p90"}}
 	for _, peer := range []string{"runc", "crun"} {
-		p := summarize(byName(subjects, peer).total)
+		p := benchutil.Summarize(byName(subjects, peer).total)
 		rows = append(rows, []string{"knast/" + peer,
-			ratio(float64(k.Median), float64(p.Median)), ratio(float64(k.P90), float64(p.P90))})
+			benchutil.Ratio(float64(k.Median), float64(p.Median)), benchutil.Ratio(float64(k.P90), float64(p.P90))})
 	}
-	if err := table(w, rows); err != nil {
+	if err := benchutil.Table(w, rows); err != nil {
 		return err
 	}
 
@@ -637,17 +613,17 @@ func report(w io.Writer, o options, subjects []*subject) error {
 			if len(m.others) > 0 {
 				var names []string
 				for _, p := range m.others {
-					names = append(names, fmt.Sprintf("%s (pid %d, RSS %s KiB)", p.comm, p.pid, kib(p.rss)))
+					names = append(names, fmt.Sprintf("%s (pid %d, RSS %s KiB)", p.comm, p.pid, benchutil.KiB(p.rss)))
 				}
 				others = strings.Join(names, ", ")
 			}
 		}
 		if s.name == "knast" {
-			kRSS, kPSS = medianInt(rss), medianInt(pss)
+			kRSS, kPSS = benchutil.MedianInt(rss), benchutil.MedianInt(pss)
 		}
-		rows = append(rows, []string{s.name, kib(medianInt(rss)), kib(medianInt(pss)), cg, others})
+		rows = append(rows, []string{s.name, benchutil.KiB(benchutil.MedianInt(rss)), benchutil.KiB(benchutil.MedianInt(pss)), cg, others})
 	}
-	if err := table(w, rows); err != nil {
+	if err := benchutil.Table(w, rows); err != nil {
 		return err
 	}
 	if len(noCgroup) > 0 {
@@ -661,35 +637,11 @@ func report(w io.Writer, o options, subjects []*subject) error {
 			rss, pss = append(rss, m.rss), append(pss, m.pss)
 		}
 		fmt.Fprintf(w, "knast/%s: RSS %s, PSS %s\n", peer,
-			ratio(float64(kRSS), float64(medianInt(rss))), ratio(float64(kPSS), float64(medianInt(pss))))
+			benchutil.Ratio(float64(kRSS), float64(benchutil.MedianInt(rss))), benchutil.Ratio(float64(kPSS), float64(benchutil.MedianInt(pss))))
 	}
 	fmt.Fprintln(w, "\nversions:")
 	for _, s := range subjects {
 		fmt.Fprintf(w, "  %s: %s %s\n", s.name, s.path, s.version)
 	}
 	return nil
-}
-
-// machine describes the host in one line: kernel, CPU, core count, cgroup layout.
-func machine() string {
-	var u unix.Utsname
-	kernel := "?"
-	if unix.Uname(&u) == nil {
-		kernel = unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
-	}
-	cpu := "?"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	cg := "cgroup v1/hybrid"
-	var st unix.Statfs_t
-	if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-		cg = "cgroup v2"
-	}
-	return fmt.Sprintf("Linux %s, %s, %d CPUs, %s, %s", kernel, cpu, runtime.NumCPU(), cg, runtime.Version())
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package benchutil
 
 import (
 	"errors"
@@ -15,11 +15,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// removeCgroups removes the cgroup directory name (relative to each hierarchy's root) in every mounted
+// RemoveCgroups removes the cgroup directory name (relative to each hierarchy's root) in every mounted
 // cgroup hierarchy, deepest first. It returns the cgroups below name that were still there (a runtime
 // should have removed its container's own), and an error for any that could not be removed (one still
 // holding processes).
-func removeCgroups(name string) (left []string, err error) {
+func RemoveCgroups(name string) (left []string, err error) {
 	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return nil, fmt.Errorf("list cgroup mounts: %w", err)
@@ -62,9 +62,9 @@ func removeCgroups(name string) (left []string, err error) {
 	return left, errors.Join(errs...)
 }
 
-// reapOrphans reaps every exited child without blocking. Call it only while no exec.Cmd runs, so it
+// ReapOrphans reaps every exited child without blocking. Call it only while no exec.Cmd runs, so it
 // cannot steal a status that os/exec waits for.
-func reapOrphans() {
+func ReapOrphans() {
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -74,8 +74,8 @@ func reapOrphans() {
 	}
 }
 
-// machine describes the host in one line: kernel, CPU, core count, cgroup layout.
-func machine() string {
+// Machine describes the host in one line: kernel, CPU, core count, cgroup layout, Go version.
+func Machine() string {
 	var u unix.Utsname
 	kernel := "?"
 	if unix.Uname(&u) == nil {
@@ -95,11 +95,16 @@ func machine() string {
 	if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
 		cg = "cgroup v2"
 	}
-	load := "?"
+	return fmt.Sprintf("Linux %s, %s, %d CPUs, %s, %s", kernel, cpu, runtime.NumCPU(), cg, runtime.Version())
+}
+
+// LoadAvg is the 1, 5 and 15 minute load averages as /proc/loadavg shows them ("0.12 0.34 0.56"),
+// or "?" when they cannot be read: a busy host explains noisy timings.
+func LoadAvg() string {
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		if f := strings.Fields(string(b)); len(f) >= 3 {
-			load = strings.Join(f[:3], " ")
+			return strings.Join(f[:3], " ")
 		}
 	}
-	return fmt.Sprintf("Linux %s, %s, %d CPUs, %s, %s, load %s", kernel, cpu, runtime.NumCPU(), cg, runtime.Version(), load)
+	return "?"
 }
