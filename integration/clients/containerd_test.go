@@ -167,7 +167,7 @@ func (c *containerdEnv) importImage() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = WriteOCIArchive(f, rootfs, ImageConfig{
+	err = testutil.WriteOCIArchive(f, rootfs, testutil.ImageConfig{
 		Name: ctrImage,
 		Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		Cmd:  []string{"/bin/sh"},

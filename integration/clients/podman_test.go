@@ -88,7 +88,7 @@ cgroup_manager = "cgroupfs"
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = WriteLayer(f, rootfs)
+	err = testutil.WriteLayer(f, rootfs)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

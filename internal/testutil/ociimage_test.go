@@ -1,4 +1,4 @@
-package clients
+package testutil
 
 import (
 	"archive/tar"
