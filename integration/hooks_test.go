@@ -17,7 +17,7 @@ import (
 var hookKinds = []struct {
 	kind, status string
 }{
-	{"prestart", "creating"},
+	{"prestart", "created"}, // deprecated hook: "created", as crun and the runtime-tools suite expect
 	{"createRuntime", "creating"},
 	{"createContainer", "creating"},
 	{"startContainer", "created"},

@@ -134,6 +134,11 @@ func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err e
 	req.state = func() specs.State { return stateFor(&rec, specs.StateCreating) }
 	req.runHooks = func(ctx context.Context, kind string, hooks []specs.Hook) error {
 		st := stateFor(&rec, specs.StateCreating)
+		if kind == "prestart" {
+			// The deprecated prestart hooks were specified as running at start, on a created container;
+			// clients written against that (and the runtime-tools suite) read "created".
+			st.Status = specs.StateCreated
+		}
 		return RunHooks(ctx, kind, hooks, &st)
 	}
 	m.log.Debug("create: recorded", "id", id, "took", time.Since(t0))
@@ -193,13 +198,19 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	}
 	if s.Hooks != nil && len(s.Hooks.Poststart) > 0 {
 		st := stateFor(&rec, specs.StateRunning)
-		if err := RunHooks(ctx, "poststart", s.Hooks.Poststart, &st); err != nil {
-			// runc kills the container when a poststart hook fails.
-			m.killAndWait(ctx, &rec, s)
-			return err
-		}
+		m.runHooksWarn(ctx, "poststart", s.Hooks.Poststart, &st)
 	}
 	return nil
+}
+
+// runHooksWarn runs poststart and poststop hooks: the runtime-spec says a failing one is logged as a
+// warning and the remaining hooks and the lifecycle go on as if it had succeeded.
+func (m *Manager) runHooksWarn(ctx context.Context, kind string, hooks []specs.Hook, st *specs.State) {
+	for i := range hooks {
+		if err := RunHooks(ctx, kind, hooks[i:i+1], st); err != nil {
+			m.log.Warn(kind+" hook failed", "id", st.ID, "hook", i, "err", err)
+		}
+	}
 }
 
 // waitFifo opens the exec fifo for reading, which releases the init blocked opening it for writing, and
@@ -343,10 +354,7 @@ func (m *Manager) Delete(ctx context.Context, id string, force bool) error {
 	}
 	if s != nil && s.Hooks != nil && rec.Status != "creating" {
 		state := stateFor(&rec, specs.StateStopped)
-		// The spec: a failing poststop hook is logged and the deletion goes on.
-		if err := RunHooks(ctx, "poststop", s.Hooks.Poststop, &state); err != nil {
-			m.log.Warn("poststop hook", "id", id, "err", err)
-		}
+		m.runHooksWarn(ctx, "poststop", s.Hooks.Poststop, &state)
 	}
 	if err := os.RemoveAll(rec.StateDir); err != nil {
 		return fmt.Errorf("remove state dir: %w", err)
