@@ -197,23 +197,5 @@ func (s *ImageStore) view(ctx context.Context, fn func(*bolt.Bucket) error) erro
 
 // open is Store.open for images.db, but synced: image names outlive reboots, unlike container records.
 func (s *ImageStore) open(ctx context.Context, readOnly bool) (*bolt.DB, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("image store %s: %w", s.Path(), err)
-	}
-	timeout := s.timeout
-	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); left <= 0 {
-			return nil, fmt.Errorf("image store %s: %w", s.Path(), context.DeadlineExceeded)
-		} else if left < timeout {
-			timeout = left
-		}
-	}
-	db, err := bolt.Open(s.Path(), 0o600, &bolt.Options{Timeout: timeout, ReadOnly: readOnly})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("image store %s: database is locked by another process (still busy after %v): %w", s.Path(), timeout.Round(time.Millisecond), err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open image store %s: %w", s.Path(), err)
-	}
-	return db, nil
+	return openDB(ctx, "image store", s.Path(), s.timeout, readOnly, false)
 }

@@ -248,41 +248,44 @@ func (s *Store) update(ctx context.Context, create bool, fn func(*bolt.Bucket) e
 	return closeDB(db, err)
 }
 
-// open opens the database, waiting for its lock no longer than the Store's
-// timeout or ctx's deadline, whichever comes first.
+// open opens knast.db without fsync: the records describe live processes, which do not outlive a reboot
+// either, so surviving power loss buys nothing; a killed knast cannot tear a commit, since bbolt writes
+// pages before the meta page and the page cache keeps that order for other processes. fsync would add
+// milliseconds to every create, start and delete.
 func (s *Store) open(ctx context.Context, readOnly bool) (*bolt.DB, error) {
+	return openDB(ctx, "store", s.Path(), s.timeout, readOnly, true)
+}
+
+// openDB opens a bbolt file, waiting for its lock no longer than timeout or ctx's deadline, whichever
+// comes first; what names the database in errors.
+func openDB(ctx context.Context, what, path string, timeout time.Duration, readOnly, noSync bool) (*bolt.DB, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("store %s: %w", s.Path(), err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
-	timeout, byCtx := s.timeout, false
+	byCtx := false
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {
-			return nil, fmt.Errorf("store %s: %w", s.Path(), context.DeadlineExceeded)
+			return nil, fmt.Errorf("%s %s: %w", what, path, context.DeadlineExceeded)
 		}
 		if left < timeout {
 			timeout, byCtx = left, true
 		}
 	}
-	// NoSync: the records describe live processes, which do not outlive a reboot either, so surviving power
-	// loss buys nothing; a killed knast cannot tear a commit, since bbolt writes pages before the meta page
-	// and the page cache keeps that order for other processes. fsync would add milliseconds to every
-	// create, start and delete.
-	db, err := bolt.Open(s.Path(), 0o600, &bolt.Options{Timeout: timeout, ReadOnly: readOnly, NoSync: true, NoFreelistSync: true})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: readOnly, NoSync: noSync, NoFreelistSync: noSync})
 	if errors.Is(err, bolt.ErrTimeout) {
 		if byCtx {
 			// bbolt gives up a little before the deadline; say why anyway.
 			err = fmt.Errorf("%w: %w", err, context.DeadlineExceeded)
 		}
-		return nil, fmt.Errorf("store %s: database is locked by another process (still busy after %v): %w", s.Path(), timeout.Round(time.Millisecond), err)
+		return nil, fmt.Errorf("%s %s: database is locked by another process (still busy after %v): %w", what, path, timeout.Round(time.Millisecond), err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", s.Path(), err)
+		return nil, fmt.Errorf("open %s %s: %w", what, path, err)
 	}
-	// The lock may have taken most of the budget; don't start work the caller
-	// has already given up on.
+	// The lock may have taken most of the budget; don't start work the caller has already given up on.
 	if err := ctx.Err(); err != nil {
-		return nil, closeDB(db, fmt.Errorf("store %s: %w", s.Path(), err))
+		return nil, closeDB(db, fmt.Errorf("%s %s: %w", what, path, err))
 	}
 	return db, nil
 }
