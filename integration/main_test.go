@@ -75,29 +75,7 @@ func buildKnast(dir string) (string, error) {
 	if rt := os.Getenv("KNAST_ITEST_RUNTIME"); rt != "" {
 		return exec.LookPath(rt)
 	}
-	modRoot, err := moduleRoot()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "knast")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/knast")
-	build.Dir = modRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/knast: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("go env GOMOD: not inside the knast module")
-	}
-	return filepath.Dir(mod), nil
+	return testutil.BuildKnast(context.Background(), dir)
 }
 
 // env is one test's private knast world: its own --root, a token in the environment of every process

@@ -60,21 +60,7 @@ func buildRuntime(dir string) (string, error) {
 		}
 		return filepath.Abs(p)
 	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("go env GOMOD: not inside the knast module")
-	}
-	bin := filepath.Join(dir, "knast")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/knast")
-	build.Dir = filepath.Dir(mod)
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/knast: %w\n%s", err, out)
-	}
-	return bin, nil
+	return testutil.BuildKnast(context.Background(), dir)
 }
 
 // requireTools skips t when a client is not installed (CI installs them with apt).

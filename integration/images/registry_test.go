@@ -48,9 +48,8 @@ func newRegWorld(t *testing.T) *regWorld {
 	// Credentials only ever go to this test's auth file, never the host's.
 	w.env = append(os.Environ(), "REGISTRY_AUTH_FILE="+filepath.Join(dir, "auth.json"), "DOCKER_CONFIG="+filepath.Join(dir, "docker"),
 		"XDG_RUNTIME_DIR="+filepath.Join(dir, "xdg"), "HOME="+dir)
-	build := exec.CommandContext(ctx, "go", "build", "-o", w.bin, "github.com/knast/knast/cmd/knast")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/knast: %v\n%s", err, out)
+	if _, err := testutil.BuildKnast(ctx, dir); err != nil {
+		t.Fatal(err)
 	}
 	return w
 }
