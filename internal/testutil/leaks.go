@@ -1,7 +1,10 @@
 package testutil
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -19,6 +22,26 @@ type Scope struct {
 	// contains it (tests put it in the knast command's and the container process's environment);
 	// empty means every knast process (exe a memfd:knast copy, or command line "knast init").
 	Token string
+	// Cgroups are cgroup paths (absolute, as in linux.cgroupsPath, e.g. KnastCgroupParent(root)) whose
+	// directories, the path itself included, are checked on every mounted cgroup hierarchy.
+	Cgroups []string
+	// LinkPrefixes checks the host's network interfaces whose name starts with one of these.
+	LinkPrefixes []string
+	// NftTables checks the nftables tables ("family name") whose name starts with one of these; it
+	// is skipped when nft is not installed.
+	NftTables []string
+}
+
+// KnastCgroupParent is the cgroup under which knast places the containers of state root root that
+// set no linux.cgroupsPath. It mirrors internal/container's defaultCgroupPath (the hardening suite
+// checks the two agree), so a leak check can watch one root's cgroups and not the host's others.
+func KnastCgroupParent(root string) string {
+	root = filepath.Clean(root)
+	if root == "/run/knast" {
+		return "/knast"
+	}
+	sum := sha256.Sum256([]byte(root))
+	return "/knast-" + hex.EncodeToString(sum[:4])
 }
 
 // Proc is a process seen by a Snapshot; Start (field 22 of /proc/<pid>/stat) guards against pid reuse.
@@ -33,16 +56,20 @@ func (p Proc) String() string {
 	return fmt.Sprintf("pid %d exe %q cmdline %q", p.Pid, p.Exe, p.Cmdline)
 }
 
-// Snapshot records the mounts, knast state entries and knast-related processes in a Scope.
+// Snapshot records the mounts, knast state entries, knast-related processes, cgroups, network links
+// and nft tables in a Scope.
 type Snapshot struct {
 	Scope        Scope
 	Mounts       []string // "mountpoint fstype source", sorted
 	StateEntries []string // paths relative to Scope.Root, sorted
 	Procs        []Proc
+	Cgroups      []string // cgroup directories, "mountpoint/path", sorted
+	Links        []string // network interface names, sorted
+	NftTables    []string // "family name", sorted
 }
 
-// Leaks lists what after holds that s did not: mounts (by multiplicity), state entries and processes,
-// one human-readable line each. An empty result means nothing leaked.
+// Leaks lists what after holds that s did not: mounts (by multiplicity), state entries, processes,
+// cgroups, network links and nft tables, one human-readable line each. An empty result means nothing leaked.
 func (s Snapshot) Leaks(after Snapshot) []string {
 	var out []string
 	for _, m := range multisetNew(s.Mounts, after.Mounts) {
@@ -50,6 +77,15 @@ func (s Snapshot) Leaks(after Snapshot) []string {
 	}
 	for _, e := range multisetNew(s.StateEntries, after.StateEntries) {
 		out = append(out, "state entry: "+e)
+	}
+	for _, c := range multisetNew(s.Cgroups, after.Cgroups) {
+		out = append(out, "cgroup: "+c)
+	}
+	for _, l := range multisetNew(s.Links, after.Links) {
+		out = append(out, "network link: "+l)
+	}
+	for _, n := range multisetNew(s.NftTables, after.NftTables) {
+		out = append(out, "nft table: "+n)
 	}
 	type key struct {
 		pid   int

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,7 +15,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 )
 
-// TakeSnapshot records the mounts, state entries and processes in sc.
+// TakeSnapshot records the mounts, state entries, processes, cgroups, links and nft tables in sc.
 func TakeSnapshot(sc Scope) (Snapshot, error) {
 	s := Snapshot{Scope: sc}
 	var err error
@@ -29,7 +30,97 @@ func TakeSnapshot(sc Scope) (Snapshot, error) {
 	if s.Procs, err = scopedProcs(sc.Token); err != nil {
 		return Snapshot{}, err
 	}
+	if s.Cgroups, err = scopedCgroups(sc.Cgroups); err != nil {
+		return Snapshot{}, err
+	}
+	if s.Links, err = scopedLinks(sc.LinkPrefixes); err != nil {
+		return Snapshot{}, err
+	}
+	if s.NftTables, err = scopedNftTables(sc.NftTables); err != nil {
+		return Snapshot{}, err
+	}
 	return s, nil
+}
+
+// scopedCgroups lists the directories at and under each path on every cgroup v1 and v2 mount.
+func scopedCgroups(paths []string) ([]string, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot cgroups: %w", err)
+	}
+	var out []string
+	for _, m := range infos {
+		for _, p := range paths {
+			top := filepath.Join(m.Mountpoint, filepath.Clean("/"+p))
+			err := filepath.WalkDir(top, func(q string, d fs.DirEntry, err error) error {
+				if err != nil {
+					if errors.Is(err, fs.ErrNotExist) {
+						return nil // not there, or removed while walking
+					}
+					return err
+				}
+				if d.IsDir() {
+					out = append(out, q)
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("snapshot cgroups: %w", err)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// scopedLinks lists the host's network interfaces (this network namespace's) with one of prefixes.
+func scopedLinks(prefixes []string) ([]string, error) {
+	if len(prefixes) == 0 {
+		return nil, nil
+	}
+	ents, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		return nil, fmt.Errorf("snapshot links: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if hasAnyPrefix(e.Name(), prefixes) {
+			out = append(out, e.Name())
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// scopedNftTables lists the nftables tables whose name has one of prefixes, as "family name".
+func scopedNftTables(prefixes []string) ([]string, error) {
+	if len(prefixes) == 0 {
+		return nil, nil
+	}
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		return nil, nil // no nft: nothing can have made tables through it
+	}
+	out, err := exec.Command(nft, "list", "tables").Output()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot nft tables: %s list tables: %w", nft, err)
+	}
+	var tables []string
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line) // "table inet name"
+		if len(f) == 3 && f[0] == "table" && hasAnyPrefix(f[2], prefixes) {
+			tables = append(tables, f[1]+" "+f[2])
+		}
+	}
+	slices.Sort(tables)
+	return tables, nil
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(s, p) })
 }
 
 func scopedMounts(paths []string) ([]string, error) {
