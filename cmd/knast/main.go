@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/knast/knast/internal/cni"
 	"github.com/knast/knast/internal/container"
 	"github.com/knast/knast/internal/image"
 )
@@ -86,6 +88,10 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func main() {
+	// The same binary is the CNI plugin when reached through a symlink named knast-cni.
+	if filepath.Base(os.Args[0]) == cni.PluginType {
+		os.Exit(cni.Main("CNI plugin " + cni.PluginType + " " + version))
+	}
 	a := &app{stdout: os.Stdout, stderr: os.Stderr}
 	os.Exit(a.main(os.Args[1:]))
 }
