@@ -19,6 +19,8 @@ import (
 type GCReport struct {
 	Blobs []string `json:"blobs"`
 	Bytes int64    `json:"bytes"`
+	// Layers are the chain IDs of unpacked layers removed from the layer cache.
+	Layers []string `json:"layers"`
 }
 
 // Remove deletes the names refs (names, or a digest for every name pointing at it) and then the
@@ -65,7 +67,7 @@ func (s *Store) Remove(ctx context.Context, refs []string) ([]string, GCReport, 
 // Prune deletes every blob that no name references (through index, manifest, config and layers),
 // and partial downloads no process is working on.
 func (s *Store) Prune(ctx context.Context) (GCReport, error) {
-	rep := GCReport{Blobs: []string{}}
+	rep := GCReport{Blobs: []string{}, Layers: []string{}}
 	unlock, err := s.lockGC(ctx, unix.LOCK_EX)
 	if err != nil {
 		return rep, err
@@ -75,7 +77,7 @@ func (s *Store) Prune(ctx context.Context) (GCReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	live := map[string]bool{}
+	live, configs := map[string]bool{}, map[string]bool{}
 	var roots []string
 	for _, r := range recs {
 		roots = append(roots, r.Digest, r.ManifestDigest)
@@ -88,7 +90,7 @@ func (s *Store) Prune(ctx context.Context) (GCReport, error) {
 		roots = append(roots, d.Digest.String())
 	}
 	for _, r := range roots {
-		if err := s.mark(r, live); err != nil {
+		if err := s.mark(r, live, configs); err != nil {
 			return rep, err
 		}
 	}
@@ -113,7 +115,9 @@ func (s *Store) Prune(ctx context.Context) (GCReport, error) {
 		rep.Bytes += info.Size()
 	}
 	s.pruneTmp()
-	return rep, nil
+	layers, err := s.pruneLayers(configs)
+	rep.Layers = layers
+	return rep, err
 }
 
 // pruneTmp removes partial downloads that no process holds locked.
@@ -148,8 +152,9 @@ func (s *Store) readIndexJSON() (*v1.IndexManifest, error) {
 	return idx, nil
 }
 
-// mark adds d and everything it references (that the store has) to live.
-func (s *Store) mark(d string, live map[string]bool) error {
+// mark adds d and everything it references (that the store has) to live, and the image configs to
+// configs.
+func (s *Store) mark(d string, live, configs map[string]bool) error {
 	if d == "" || live[d] || !s.HasBlob(d) {
 		return nil
 	}
@@ -167,12 +172,13 @@ func (s *Store) mark(d string, live map[string]bool) error {
 		return fmt.Errorf("prune: %s: %w", d, err)
 	}
 	for _, m := range doc.Manifests {
-		if err := s.mark(m.Digest.String(), live); err != nil {
+		if err := s.mark(m.Digest.String(), live, configs); err != nil {
 			return err
 		}
 	}
 	if doc.Config != nil {
 		live[doc.Config.Digest.String()] = true
+		configs[doc.Config.Digest.String()] = true
 	}
 	for _, l := range doc.Layers {
 		live[l.Digest.String()] = true

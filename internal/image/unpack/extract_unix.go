@@ -6,8 +6,11 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -72,7 +75,11 @@ func extractInto(ctx context.Context, root string, layers []io.Reader, o Options
 	defer t.close()
 	x := &extractor{ctx: ctx, t: t, o: o, buf: make([]byte, 1<<20)}
 	for i, l := range layers {
-		if err := x.layer(l); err != nil {
+		want := ""
+		if len(o.DiffIDs) > 0 {
+			want = o.DiffIDs[i]
+		}
+		if err := x.layer(l, want); err != nil {
 			return x.st, fmt.Errorf("unpack layer %d into %s: %w", i, root, err)
 		}
 	}
@@ -100,12 +107,20 @@ func makeRoot(root string) error {
 	return nil
 }
 
-func (x *extractor) layer(r io.Reader) error {
+func (x *extractor) layer(r io.Reader, diffID string) error {
 	dr, done, err := decompress(r)
 	if err != nil {
 		return err
 	}
 	defer done()
+	var sum hash.Hash
+	if diffID != "" {
+		if !strings.HasPrefix(diffID, "sha256:") {
+			return fmt.Errorf("diff id %q: only sha256 is supported", diffID)
+		}
+		sum = sha256.New()
+		dr = io.TeeReader(dr, sum)
+	}
 	in := &budget{ctx: x.ctx, r: dr, max: x.o.MaxBytes, n: &x.st.Bytes,
 		limit: fmt.Errorf("more than %d uncompressed bytes: %w", x.o.MaxBytes, ErrLimit)}
 	tr := tar.NewReader(bufio.NewReaderSize(in, 64<<10))
@@ -130,6 +145,11 @@ func (x *extractor) layer(r io.Reader) error {
 	// Read to the end so the decompressor checks its trailer (gzip CRC, zstd checksum).
 	if _, err := io.CopyBuffer(io.Discard, in, x.buf); err != nil {
 		return fmt.Errorf("read layer trailer: %w", err)
+	}
+	if sum != nil {
+		if got := "sha256:" + hex.EncodeToString(sum.Sum(nil)); got != diffID {
+			return fmt.Errorf("uncompressed content has %s, the image says %s: %w", got, diffID, ErrDiffID)
+		}
 	}
 	return x.finishDirs()
 }
@@ -424,9 +444,10 @@ func headerXattrs(hdr *tar.Header) []xattr {
 	return xs
 }
 
-// ignoredXattr: host-specific labels that images must not carry (as umoci).
+// ignoredXattr: host-specific labels that images must not carry (as umoci), and overlayfs's own
+// metadata, which a layer must not forge (opaque dirs, redirects) for a rootfs mounted over it.
 func ignoredXattr(n string) bool {
-	return n == "security.selinux" || n == "system.nfs4_acl"
+	return n == "security.selinux" || n == "system.nfs4_acl" || strings.HasPrefix(n, "trusted.overlay.")
 }
 
 func headerDirMeta(hdr *tar.Header) *dirMeta {

@@ -99,7 +99,8 @@ func listXattrs(list func([]byte) (int, error)) ([]string, error) {
 		return nil, err
 	}
 	buf := make([]byte, n)
-	if n, err = list(buf); err != nil {
+	if n, err = list(buf); err != nil || n == 0 {
+		// 0: the size query counted names the second call filters (overlayfs hides its own).
 		return nil, err
 	}
 	return strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00"), nil

@@ -34,6 +34,8 @@ var (
 	ErrUnsafePath = errors.New("unsafe path in layer")
 	// ErrLimit is returned when a layer exceeds Options.MaxBytes or Options.MaxEntries.
 	ErrLimit = errors.New("layer exceeds limit")
+	// ErrDiffID is returned when a layer's uncompressed content does not match Options.DiffIDs.
+	ErrDiffID = errors.New("layer content does not match its diff id")
 )
 
 // Options tunes an extraction. The zero value is usable.
@@ -53,6 +55,10 @@ type Options struct {
 	Rootless bool
 	// Log receives warnings (skipped device nodes and xattrs); nil discards them.
 	Log *slog.Logger
+	// DiffIDs, when set, holds one "sha256:..." per layer: the digest its uncompressed tar must
+	// have (the image config's rootfs.diff_ids). A layer that differs fails with ErrDiffID after
+	// it was applied, so the caller must discard the root; a shared layer cache relies on it.
+	DiffIDs []string
 }
 
 // Stats reports what an extraction did.
@@ -85,6 +91,9 @@ func Extract(ctx context.Context, root string, layers []io.Reader, o Options) (S
 	}
 	if o.MaxEntries == 0 {
 		o.MaxEntries = DefaultMaxEntries
+	}
+	if len(o.DiffIDs) > 0 && len(o.DiffIDs) != len(layers) {
+		return Stats{}, fmt.Errorf("unpack: %d diff ids for %d layers", len(o.DiffIDs), len(layers))
 	}
 	st, err := extract(ctx, root, layers, o)
 	if o.Log != nil && (st.SkippedDevices > 0 || st.SkippedXattrs > 0) {

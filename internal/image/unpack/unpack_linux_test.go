@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"os"
@@ -226,5 +228,46 @@ func TestWarningsAndMapErrors(t *testing.T) {
 	err := Apply(context.Background(), filepath.Join(t.TempDir(), "r"), bytes.NewReader(l), o)
 	if err == nil || !strings.Contains(err.Error(), "id 10 is not in the id mapping") || !strings.Contains(err.Error(), `entry "f"`) {
 		t.Errorf("unmapped uid: %v", err)
+	}
+}
+
+// TestDiffIDs: with Options.DiffIDs the uncompressed stream of each layer must match, whatever the
+// compression; a mismatch or a miscount is an error.
+func TestDiffIDs(t *testing.T) {
+	raw := layerTar(t, file("a", "1"))
+	sum := sha256.Sum256(raw)
+	good := "sha256:" + hex.EncodeToString(sum[:])
+	bad := "sha256:" + strings.Repeat("0", 64)
+	tests := []struct {
+		name    string
+		layer   []byte
+		ids     []string
+		wantErr error
+		wantMsg string
+	}{
+		{name: "plain match", layer: raw, ids: []string{good}},
+		{name: "gzip match", layer: gzipped(t, raw), ids: []string{good}},
+		{name: "zstd match", layer: zstded(t, raw), ids: []string{good}},
+		{name: "mismatch", layer: gzipped(t, raw), ids: []string{bad}, wantErr: ErrDiffID},
+		{name: "not sha256", layer: raw, ids: []string{"md5:00"}, wantMsg: "only sha256"},
+		{name: "count", layer: raw, ids: []string{good, good}, wantMsg: "2 diff ids for 1 layers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "root")
+			err := Unpack(context.Background(), root, readers(tt.layer), Options{DiffIDs: tt.ids})
+			switch {
+			case tt.wantErr != nil:
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err %v, want %v", err, tt.wantErr)
+				}
+			case tt.wantMsg != "":
+				if err == nil || !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Fatalf("err %v, want %q", err, tt.wantMsg)
+				}
+			case err != nil:
+				t.Fatal(err)
+			}
+		})
 	}
 }
