@@ -79,6 +79,7 @@ func commands() map[string]command {
 		"image":      imageCmd(),
 		"login":      loginCmd(),
 		"logout":     logoutCmd(),
+		"network":    networkCmd(),
 	}
 }
 
