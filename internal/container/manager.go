@@ -352,6 +352,9 @@ func (m *Manager) Delete(ctx context.Context, id string, force bool) error {
 	if err := m.backend.destroy(ctx, &rec, s); err != nil {
 		return err
 	}
+	if err := m.cleanupBundle(&rec, s, force); err != nil {
+		return err
+	}
 	if s != nil && s.Hooks != nil && rec.Status != "creating" {
 		state := stateFor(&rec, specs.StateStopped)
 		m.runHooksWarn(ctx, "poststop", s.Hooks.Poststop, &state)
