@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 
 	"github.com/containernetworking/cni/pkg/types"
 	bolt "go.etcd.io/bbolt"
@@ -97,6 +99,9 @@ func (p *Plugin) Del(ctx context.Context, a Args) error {
 	if err != nil {
 		return err
 	}
+	if !hasStore(c.DataDir) {
+		return nil // nothing was ever attached here; don't create a store to find that out
+	}
 	err = p.Open(c.DataDir).Detach(ctx, c.Name, a.ContainerID, a.IfName)
 	if err != nil && !errors.Is(err, network.ErrNotExist) {
 		return classify(fmt.Errorf("detach %s/%s from network %s: %w", a.ContainerID, a.IfName, c.Name, err))
@@ -148,6 +153,9 @@ func (p *Plugin) Status(ctx context.Context, a Args) error {
 	if st, err := os.Stat(c.DataDir); err == nil && !st.IsDir() {
 		return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf("dataDir %s is not a directory", c.DataDir), "")
 	}
+	if !hasStore(c.DataDir) {
+		return nil // ADD creates the store and the network
+	}
 	m := p.Open(c.DataDir)
 	n, err := m.Get(ctx, c.Name)
 	if errors.Is(err, network.ErrNotExist) {
@@ -176,6 +184,9 @@ func (p *Plugin) GC(ctx context.Context, a Args) error {
 	if err != nil {
 		return err
 	}
+	if !hasStore(c.DataDir) {
+		return nil
+	}
 	valid := make(map[types.GCAttachment]bool, len(c.ValidAttachments))
 	for _, v := range c.ValidAttachments {
 		valid[v] = true
@@ -187,6 +198,16 @@ func (p *Plugin) GC(ctx context.Context, a Args) error {
 		return classify(fmt.Errorf("network %s: gc: %w", c.Name, err))
 	}
 	return nil
+}
+
+// storeFile is the network store's file in a data directory (network.Options.StorageDir).
+const storeFile = "networks.db"
+
+// hasStore reports whether dataDir holds a network store. Only a definite "does not exist" is false:
+// any other error lets the manager report it.
+func hasStore(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, storeFile))
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 func (p *Plugin) mac(name string) string {

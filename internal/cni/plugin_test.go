@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -139,9 +141,30 @@ func (f *fakeNetworks) GC(_ context.Context, keep func(network.Attachment) bool)
 	return nil
 }
 
-const confN = `{"cniVersion":"1.1.0","name":"pn","type":"knast-cni","bridge":"knastcnip","subnet":"10.232.10.0/24","dataDir":"/tmp/pd"%s}`
+// testDataDir holds an empty networks.db, so the plugin goes to the (fake) manager.
+var testDataDir string
 
-func conf(extra string) []byte { return []byte(fmt.Sprintf(confN, extra)) }
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "knast-cni-test-")
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, storeFile), nil, 0o600)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testDataDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func conf(extra string) []byte {
+	return []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"pn","type":"knast-cni","bridge":"knastcnip","subnet":"10.232.10.0/24","dataDir":%q%s}`, testDataDir, extra))
+}
+
+// withDir puts testDataDir into a config with a %q for it.
+func withDir(format string) []byte { return []byte(fmt.Sprintf(format, testDataDir)) }
 
 func codeOf(err error) uint {
 	var te *types.Error
@@ -164,8 +187,8 @@ func TestPluginAdd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GetResult: %v", err)
 	}
-	if f.dir != "/tmp/pd" {
-		t.Errorf("manager opened on %q, want the config's dataDir /tmp/pd", f.dir)
+	if f.dir != testDataDir {
+		t.Errorf("manager opened on %q, want the config's dataDir %s", f.dir, testDataDir)
 	}
 	wantCalls := []string{"ensure pn", "attach pn c1 eth0 /run/netns/a [8080:80/tcp] invalid IP"}
 	if !slices.Equal(f.calls, wantCalls) {
@@ -178,7 +201,7 @@ func TestPluginAdd(t *testing.T) {
 
 	// A second container gets the next address; an old config version gets an old result.
 	r, err = p.Add(ctx, Args{ContainerID: "c2", Netns: "/run/netns/b", IfName: "eth0",
-		StdinData: []byte(`{"cniVersion":"0.4.0","name":"pn","bridge":"knastcnip","subnet":"10.232.10.0/24","dataDir":"/tmp/pd"}`)})
+		StdinData: withDir(`{"cniVersion":"0.4.0","name":"pn","bridge":"knastcnip","subnet":"10.232.10.0/24","dataDir":%q}`)})
 	if err != nil {
 		t.Fatalf("Add c2: %v", err)
 	}
@@ -292,7 +315,7 @@ func TestPluginCheck(t *testing.T) {
 
 func TestPluginStatus(t *testing.T) {
 	ctx := context.Background()
-	small := `{"cniVersion":"1.1.0","name":"ps","bridge":"knastcnis","subnet":"10.232.13.0/30","dataDir":"/tmp/pd"}`
+	small := string(withDir(`{"cniVersion":"1.1.0","name":"ps","bridge":"knastcnis","subnet":"10.232.13.0/30","dataDir":%q}`))
 	tests := []struct {
 		name     string
 		setup    func(f *fakeNetworks, p *Plugin)
@@ -309,7 +332,7 @@ func TestPluginStatus(t *testing.T) {
 		}, wantCode: types.ErrPluginNotAvailable, wantMsg: "full (1 of 1"},
 		{name: "store unreadable", conf: small, setup: func(f *fakeNetworks, p *Plugin) { f.failWith = errors.New("read store: EIO") },
 			wantCode: types.ErrPluginNotAvailable, wantMsg: "EIO"},
-		{name: "network differs", conf: `{"cniVersion":"1.1.0","name":"ps","subnet":"10.232.14.0/24"}`, setup: func(f *fakeNetworks, p *Plugin) {
+		{name: "network differs", conf: string(withDir(`{"cniVersion":"1.1.0","name":"ps","subnet":"10.232.14.0/24","dataDir":%q}`)), setup: func(f *fakeNetworks, p *Plugin) {
 			p.Add(ctx, Args{ContainerID: "c1", Netns: "/n", IfName: "eth0", StdinData: []byte(small)})
 		}, wantCode: 7, wantMsg: "subnet 10.232.13.0/30"},
 		{name: "dataDir is a file", conf: `{"cniVersion":"1.1.0","name":"ps","subnet":"10.232.14.0/24","dataDir":"/proc/version"}`,
@@ -335,7 +358,7 @@ func TestPluginGC(t *testing.T) {
 	f := newFake()
 	p := f.plugin()
 	ctx := context.Background()
-	other := []byte(`{"cniVersion":"1.1.0","name":"po","subnet":"10.232.15.0/24","dataDir":"/tmp/pd"}`)
+	other := withDir(`{"cniVersion":"1.1.0","name":"po","subnet":"10.232.15.0/24","dataDir":%q}`)
 	for _, a := range []Args{
 		{ContainerID: "keep", Netns: "/n1", IfName: "eth0", StdinData: conf("")},
 		{ContainerID: "keep", Netns: "/n1", IfName: "eth1", StdinData: conf("")},
@@ -361,6 +384,31 @@ func TestPluginGC(t *testing.T) {
 	f.failWith = fmt.Errorf("store: %w", bolt.ErrTimeout)
 	if err := p.GC(ctx, Args{StdinData: gc}); codeOf(err) != types.ErrTryAgainLater {
 		t.Errorf("GC on a locked store = %v, want code 11", err)
+	}
+}
+
+func TestNoStoreNoManager(t *testing.T) {
+	// Without networks.db nothing was ever attached: DEL, GC and STATUS succeed without making a store.
+	empty := t.TempDir()
+	c := []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"pn","subnet":"10.232.16.0/24","dataDir":%q}`, empty))
+	f := newFake()
+	f.failWith = errors.New("the manager must not be opened")
+	p := f.plugin()
+	ctx := context.Background()
+	for name, op := range map[string]func() error{
+		"DEL":    func() error { return p.Del(ctx, Args{ContainerID: "c1", IfName: "eth0", StdinData: c}) },
+		"GC":     func() error { return p.GC(ctx, Args{StdinData: c}) },
+		"STATUS": func() error { return p.Status(ctx, Args{StdinData: c}) },
+	} {
+		if err := op(); err != nil {
+			t.Errorf("%s without a store: %v", name, err)
+		}
+	}
+	if f.dir != "" || len(f.calls) != 0 {
+		t.Errorf("manager opened on %q, calls %q; want none", f.dir, f.calls)
+	}
+	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+		t.Errorf("data dir got %d entries, want none", len(ents))
 	}
 }
 
