@@ -3,6 +3,8 @@
 #
 #   PREFIX/bin/knast              the runtime (BinaryName of the "knast" runtime handler)
 #   CNI_BIN_DIR/knast-cni         a symlink to it: knast acts as the CNI plugin under that name
+#   CNI_BIN_DIR/loopback          a link to the standard loopback plugin when the dir has none:
+#                                 containerd's CRI brings up each pod's lo through it
 #   CNI_CONF_DIR/10-knast.conflist  the pod network (kept if it exists, unless --force-conf)
 #
 # It builds cmd/knast from this checkout unless --binary names a built one. Running it again is
@@ -14,11 +16,13 @@ set -eu
 usage() {
 	cat <<USAGE
 usage: $0 [--prefix DIR] [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--binary FILE]
-          [--no-conf] [--force-conf] [--destdir DIR]
+          [--loopback FILE] [--no-conf] [--force-conf] [--destdir DIR]
   --prefix DIR        install knast into DIR/bin (default /usr/local)
   --cni-bin-dir DIR   where the knast-cni link goes (default /opt/cni/bin)
   --cni-conf-dir DIR  where 10-knast.conflist goes (default /etc/cni/net.d)
   --binary FILE       install this knast binary instead of building one
+  --loopback FILE     the loopback CNI plugin to link when CNI_BIN_DIR has none
+                      (default: Debian's containernetworking-plugins, /usr/lib/cni/loopback)
   --no-conf           do not install the conflist
   --force-conf        replace an existing conflist
   --destdir DIR       stage everything under DIR (packaging); links still point at PREFIX/bin/knast
@@ -29,6 +33,7 @@ prefix=/usr/local
 cni_bin=/opt/cni/bin
 cni_conf=/etc/cni/net.d
 binary=
+loopback=
 conf=yes
 force_conf=no
 destdir=
@@ -39,6 +44,7 @@ while [ $# -gt 0 ]; do
 	--cni-bin-dir) cni_bin=${2:?--cni-bin-dir needs a directory}; shift 2 ;;
 	--cni-conf-dir) cni_conf=${2:?--cni-conf-dir needs a directory}; shift 2 ;;
 	--binary) binary=${2:?--binary needs a file}; shift 2 ;;
+	--loopback) loopback=${2:?--loopback needs a file}; shift 2 ;;
 	--destdir) destdir=${2:?--destdir needs a directory}; shift 2 ;;
 	--no-conf) conf=no; shift ;;
 	--force-conf) force_conf=yes; shift ;;
@@ -72,6 +78,21 @@ echo "installed $destdir$bindir/knast"
 ln -sfn "$bindir/knast" "$destdir$cni_bin/.knast-cni.new"
 mv -fT "$destdir$cni_bin/.knast-cni.new" "$destdir$cni_bin/knast-cni"
 echo "linked $destdir$cni_bin/knast-cni -> $bindir/knast"
+
+# containerd's CRI runs the "loopback" plugin before the pod's network in every sandbox.
+if [ ! -e "$destdir$cni_bin/loopback" ]; then
+	if [ -z "$loopback" ]; then
+		for c in /usr/lib/cni/loopback /usr/libexec/cni/loopback; do
+			if [ -x "$c" ]; then loopback=$c; break; fi
+		done
+	fi
+	if [ -n "$loopback" ] && [ -x "$loopback" ]; then
+		ln -sfn "$loopback" "$destdir$cni_bin/loopback"
+		echo "linked $destdir$cni_bin/loopback -> $loopback"
+	else
+		echo "warning: no loopback CNI plugin in $cni_bin: containerd needs one (apt-get install containernetworking-plugins, or --loopback FILE)" >&2
+	fi
+fi
 
 if [ "$conf" = yes ]; then
 	mkdir -p "$destdir$cni_conf"
