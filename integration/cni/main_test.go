@@ -34,9 +34,9 @@ func testMain(m *testing.M) int {
 		fmt.Println("skipping CNI integration tests: they need root (network namespaces, links, nftables)")
 		return 0
 	}
-	for _, tool := range []string{"ip", "busybox"} {
+	for _, tool := range []string{"ip", "busybox", "nft"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			fmt.Fprintf(os.Stderr, "CNI integration tests need %s (iproute2, busybox-static): %v\n", tool, err)
+			fmt.Fprintf(os.Stderr, "CNI integration tests need %s (iproute2, busybox-static, nftables): %v\n", tool, err)
 			return 1
 		}
 	}
