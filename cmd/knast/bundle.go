@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/pflag"
 
@@ -27,11 +28,22 @@ import (
 )
 
 func bundleCmd() command {
-	return command{summary: "make a runtime bundle (rootfs and config.json) from an image, pulling it if needed", flags: func(fs *pflag.FlagSet) func(context.Context, *app, []string) error {
+	return command{summary: "make a runtime bundle (rootfs and config.json) from an image, pulling it if needed; --rm DIR removes one", flags: func(fs *pflag.FlagSet) func(context.Context, *app, []string) error {
 		var o imageBundleOptions
 		fs.StringVar(&o.Platform, "platform", "", "os/arch[/variant] of the image (default: the host's, or the stored image's)")
 		tlsVerify := fs.Bool("tls-verify", true, "require HTTPS with a verified certificate when pulling")
+		fs.BoolVar(&o.Copy, "copy", false, "copy the layers into DIR/rootfs instead of mounting an overlay of the shared layer cache")
+		remove := fs.Bool("rm", false, "remove the bundle DIR made by knast bundle: unmount its rootfs, delete its files")
 		return func(ctx context.Context, a *app, args []string) error {
+			if *remove {
+				if err := needArgs("bundle --rm", args, 1, "a bundle directory"); err != nil {
+					return err
+				}
+				if err := removeBundle(args[0]); err != nil {
+					return fmt.Errorf("bundle --rm: %w", err)
+				}
+				return nil
+			}
 			if err := needArgs("bundle", args, 2, "an image reference and a bundle directory"); err != nil {
 				return err
 			}
@@ -55,16 +67,21 @@ type imageBundleOptions struct {
 	Platform string
 	// Insecure allows plain HTTP and unverified certificates (--tls-verify=false).
 	Insecure bool
+	// Copy unpacks the layers into the rootfs instead of mounting an overlay of the layer cache.
+	Copy bool
 	// Spec carries overrides (args, env, user, ...); its Ref and Digest are set from the image.
 	Spec spec.FromImageOptions
 	// Mounts are added to the generated config (run's -v).
 	Mounts []specs.Mount
 }
 
-// imageBundle makes dir (absent or empty) a runtime bundle of the image ref: the layers unpacked into
-// dir/rootfs and dir/config.json from the image config. The image is pulled into --storage when it is
-// not there. dir is made 0700: the rootfs holds the image's setuid binaries, which host users must not
-// reach. On failure everything imageBundle made is removed again.
+// imageBundle makes dir (absent or empty) a runtime bundle of the image ref: dir/rootfs and
+// dir/config.json from the image config. The rootfs is an overlay mount of the store's layer cache
+// (upper and work dirs in dir/.knast-overlay, marked in config.json so that deleting the container
+// unmounts and removes them), or with o.Copy, or where overlayfs cannot serve, a copy of the layers.
+// The image is pulled into --storage when it is not there. dir is made 0700: the rootfs holds the
+// image's setuid binaries, which host users must not reach. On failure everything imageBundle made
+// is removed again.
 func (a *app) imageBundle(ctx context.Context, ref, dir string, o imageBundleOptions) (err error) {
 	created, err := claimBundleDir(dir)
 	if err != nil {
@@ -72,9 +89,14 @@ func (a *app) imageBundle(ctx context.Context, ref, dir string, o imageBundleOpt
 	}
 	rootfs := filepath.Join(dir, "rootfs")
 	configPath := filepath.Join(dir, "config.json")
+	stateDir := filepath.Join(dir, image.OverlayStateDir)
 	defer func() {
 		if err == nil {
 			return
+		}
+		if uerr := image.UnmountRootfs(rootfs, stateDir); uerr != nil {
+			a.log.Warn("bundle: rootfs left mounted", "dir", dir, "err", uerr)
+			return // never delete through a mount
 		}
 		if created {
 			os.RemoveAll(dir)
@@ -96,18 +118,24 @@ func (a *app) imageBundle(ctx context.Context, ref, dir string, o imageBundleOpt
 		return err
 	}
 
-	layers := make([]io.Reader, len(img.Layers))
-	blobs := make([]*lazyBlob, len(img.Layers))
-	for i, l := range img.Layers {
-		blobs[i] = &lazyBlob{st: st, digest: l.Digest}
-		layers[i] = blobs[i]
+	overlay := !o.Copy
+	if overlay {
+		if err := os.Mkdir(rootfs, 0o755); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+		err := st.MountRootfs(ctx, img, rootfs, stateDir)
+		if errors.Is(err, image.ErrNoOverlay) {
+			a.log.Warn("bundle: copying the layers", "reason", err)
+			overlay = false
+			os.Remove(rootfs)
+		} else if err != nil {
+			return err
+		}
 	}
-	err = unpack.Unpack(ctx, rootfs, layers, unpack.Options{})
-	for _, b := range blobs {
-		b.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("image %s: unpack: %w", img.Ref, err)
+	if !overlay {
+		if err := copyLayers(ctx, st, img, rootfs); err != nil {
+			return err
+		}
 	}
 
 	so := o.Spec
@@ -117,6 +145,12 @@ func (a *app) imageBundle(ctx context.Context, ref, dir string, o imageBundleOpt
 		return fmt.Errorf("image %s: %w", img.Ref, err)
 	}
 	s.Mounts = append(s.Mounts, o.Mounts...)
+	if overlay {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[image.OverlayAnnotation] = image.OverlayStateDir
+	}
 	// Like Docker, the working directory and the volumes exist even when no layer made them.
 	dirs := []string{s.Process.Cwd}
 	for v := range img.Config.Config.Volumes {
@@ -168,6 +202,66 @@ func claimBundleDir(dir string) (created bool, err error) {
 		return false, err
 	}
 	return false, nil
+}
+
+// copyLayers unpacks img's layers into rootfs, each checked against its diff ID.
+func copyLayers(ctx context.Context, st *image.Store, img *image.Image, rootfs string) error {
+	layers := make([]io.Reader, len(img.Layers))
+	blobs := make([]*lazyBlob, len(img.Layers))
+	diffIDs := make([]string, len(img.Layers))
+	for i, l := range img.Layers {
+		blobs[i] = &lazyBlob{st: st, digest: l.Digest}
+		layers[i] = blobs[i]
+		diffIDs[i] = l.DiffID
+	}
+	err := unpack.Unpack(ctx, rootfs, layers, unpack.Options{DiffIDs: diffIDs})
+	for _, b := range blobs {
+		b.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("image %s: unpack: %w", img.Ref, err)
+	}
+	return nil
+}
+
+// removeBundle removes a bundle made by knast bundle (or run --image): the overlay at its rootfs is
+// unmounted and its upper dir removed first, and nothing is deleted while anything is still mounted
+// below dir. A directory whose config.json knast did not make from an image is refused.
+func removeBundle(dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return fmt.Errorf("%s: not a bundle: %w", dir, err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("%s/config.json: %w", dir, err)
+	}
+	if s.Annotations[spec.AnnotationImageDigest] == "" {
+		return fmt.Errorf("%s: not made by knast bundle (config.json has no %s annotation); remove it yourself", dir, spec.AnnotationImageDigest)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	if s.Root != nil && s.Root.Path != "" {
+		rootfs = s.Root.Path
+		if !filepath.IsAbs(rootfs) {
+			rootfs = filepath.Join(dir, rootfs)
+		}
+	}
+	if err := image.UnmountRootfs(rootfs, filepath.Join(dir, image.OverlayStateDir)); err != nil {
+		return err
+	}
+	if ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir)); err != nil {
+		return fmt.Errorf("read mounts: %w", err)
+	} else if len(ms) > 0 {
+		return fmt.Errorf("%s is still mounted (%s): unmount it first", ms[0].Mountpoint, ms[0].FSType)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
 }
 
 // lazyBlob opens a stored blob on its first Read, so a many-layer image does not hold every layer
@@ -365,7 +459,7 @@ func (a *app) runImage(ctx context.Context, args []string, ro container.RunOptio
 	}
 	code, err := a.manager().Run(ctx, id, ro)
 	if o.rm {
-		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+		if rerr := removeBundle(dir); rerr != nil && err == nil {
 			err = fmt.Errorf("run: remove the bundle: %w", rerr)
 		}
 	}

@@ -240,7 +240,7 @@ func imageInspectCmd() command {
 }
 
 func imageRmCmd() command {
-	return command{summary: "remove image names; blobs no image uses are deleted", flags: func(fs *pflag.FlagSet) func(context.Context, *app, []string) error {
+	return command{summary: "remove image names; blobs and unpacked layers no image or mounted bundle uses are deleted", flags: func(fs *pflag.FlagSet) func(context.Context, *app, []string) error {
 		return func(ctx context.Context, a *app, args []string) error {
 			if len(args) == 0 {
 				return errors.New("image rm: expects one or more images")
@@ -256,7 +256,7 @@ func imageRmCmd() command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "Deleted %d blobs, %s\n", len(rep.Blobs), humanBytes(rep.Bytes))
+			fmt.Fprintf(a.stdout, "Deleted %d blobs, %s; %d unpacked layers\n", len(rep.Blobs), humanBytes(rep.Bytes), len(rep.Layers))
 			return nil
 		}
 	}}
@@ -353,7 +353,7 @@ func imageLoadCmd() command {
 }
 
 func imagePruneCmd() command {
-	return command{summary: "delete blobs no image uses", flags: func(fs *pflag.FlagSet) func(context.Context, *app, []string) error {
+	return command{summary: "delete blobs and unpacked layers no image or mounted bundle uses", flags: func(fs *pflag.FlagSet) func(context.Context, *app, []string) error {
 		return func(ctx context.Context, a *app, args []string) error {
 			if err := needArgs("image prune", args, 0, "no arguments"); err != nil {
 				return err
@@ -366,7 +366,7 @@ func imagePruneCmd() command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "Deleted %d blobs, %s\n", len(rep.Blobs), humanBytes(rep.Bytes))
+			fmt.Fprintf(a.stdout, "Deleted %d blobs, %s; %d unpacked layers\n", len(rep.Blobs), humanBytes(rep.Bytes), len(rep.Layers))
 			return nil
 		}
 	}}
