@@ -3,13 +3,16 @@ package network
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netns"
 )
 
 func TestNFTChains(t *testing.T) {
@@ -153,4 +156,66 @@ func run(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// TestForeignForwardDrop checks, in a network namespace of its own (nftables state is per namespace, so
+// the host's forwarding is never touched), that a drop policy in iptables' `ip filter FORWARD` gets
+// knast's accept rules at its head, that a rebuild does not duplicate them, and that they leave with the
+// last network while the chain's other rules stay.
+func TestForeignForwardDrop(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, nftables)")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skipf("the test checks the rules with nft (apt-get install nftables): %v", err)
+	}
+	ns := fmt.Sprintf("kntest-fwd-%d", os.Getpid())
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run(t, "ip", "netns", "exec", ns, "nft", "add table ip filter; add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }; add rule ip filter FORWARD iifname \"other0\" accept")
+	d := &linuxDriver{log: slog.New(slog.DiscardHandler), table: "knast-fwdtest"}
+	nets := []Network{{Name: "a", Bridge: "kfwd0", Subnet: netip.MustParsePrefix("10.231.251.0/24"), IPMasq: true}}
+	inNS := func(nets []Network) {
+		t.Helper()
+		target, err := netns.GetFromName(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer target.Close()
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			t.Fatal(err)
+		}
+		serr := d.syncNAT(context.Background(), nets, nil)
+		if err := netns.Set(orig); err != nil {
+			t.Fatalf("switch back: %v", err) // the thread stays locked and dies with the test goroutine
+		}
+		runtime.UnlockOSThread()
+		if serr != nil {
+			t.Fatal(serr)
+		}
+	}
+	chain := func() string { return run(t, "ip", "netns", "exec", ns, "nft", "list", "chain", "ip", "filter", "FORWARD") }
+	for range 2 {
+		inNS(nets)
+		got := chain()
+		if strings.Count(got, `iifname "kfwd0" accept`) != 1 || strings.Count(got, `oifname "kfwd0"`) != 2 || !strings.Contains(got, `iifname "other0" accept`) {
+			t.Fatalf("FORWARD after sync:\n%s", got)
+		}
+		if !strings.Contains(run(t, "ip", "netns", "exec", ns, "nft", "list", "tables"), "knast-fwdtest") {
+			t.Fatal("knast's own table is missing")
+		}
+	}
+	inNS(nil)
+	if got := chain(); strings.Contains(got, "kfwd0") || !strings.Contains(got, `iifname "other0" accept`) {
+		t.Errorf("FORWARD after the last network:\n%s", got)
+	}
+	if tabs := run(t, "ip", "netns", "exec", ns, "nft", "list", "tables"); strings.Contains(tabs, "knast-fwdtest") {
+		t.Errorf("table left: %s", tabs)
+	}
 }
