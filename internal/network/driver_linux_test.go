@@ -200,7 +200,9 @@ func TestForeignForwardDrop(t *testing.T) {
 			t.Fatal(serr)
 		}
 	}
-	chain := func() string { return run(t, "ip", "netns", "exec", ns, "nft", "list", "chain", "ip", "filter", "FORWARD") }
+	chain := func() string {
+		return run(t, "ip", "netns", "exec", ns, "nft", "list", "chain", "ip", "filter", "FORWARD")
+	}
 	for range 2 {
 		inNS(nets)
 		got := chain()
