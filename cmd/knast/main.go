@@ -65,6 +65,7 @@ func commands() map[string]command {
 		"list":       listCmd(),
 		"features":   featuresCmd(),
 		"bundle":     bundleCmd(),
+		"build":      buildCmd(),
 		"pause":      pauseCmd(),
 		"resume":     resumeCmd(),
 		"ps":         psCmd(),
