@@ -19,8 +19,9 @@ const (
 
 // Bridge commands carried by SIOCSDRVSPEC (net/if_bridgevar.h).
 const (
-	BRDGADD = 0 // add a member (struct ifbreq)
-	BRDGDEL = 1 // delete a member (struct ifbreq)
+	BRDGADD     = 0 // add a member (struct ifbreq)
+	BRDGDEL     = 1 // delete a member (struct ifbreq)
+	BRDGGIFFLGS = 2 // get a member's flags (struct ifbreq, SIOCGDRVSPEC); ENOENT when not a member
 )
 
 // ifr_ifru, the union after ifr_name, starts here (net/if.h struct ifreq).
