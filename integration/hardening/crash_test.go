@@ -1,0 +1,270 @@
+//go:build linux
+
+package hardening
+
+import (
+	crand "crypto/rand"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/knast/knast/internal/testutil"
+)
+
+// killAfter runs knast args and SIGKILLs it after d unless it finished first; killed says whether the
+// kill landed while knast was still running.
+func (e *env) killAfter(d time.Duration, args ...string) (r result, killed bool) {
+	cmd := e.command(e.ctx, args...)
+	r = finish(cmd, args, func() error {
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		timer := time.AfterFunc(d, func() { cmd.Process.Signal(syscall.SIGKILL) })
+		err := cmd.Wait()
+		killed = !timer.Stop()
+		return err
+	}, e.dir)
+	killed = killed && r.code == 128+int(syscall.SIGKILL)
+	return r, killed
+}
+
+// crashOp is one operation the crash test interrupts: setup brings the container to where op starts,
+// recover is what a user does after a crash, and rerun (every few crashes) proves the ID and the
+// store are usable again.
+type crashOp struct {
+	name    string
+	crashes int
+	setup   func(e *env, id string)
+	op      func(id string) []string
+}
+
+// TestCrashConsistency SIGKILLs knast at random points of create, start, delete, run -d and pull (the
+// delays are spread over each operation's measured duration; the product has no test hooks) and
+// after each crash checks that `delete --force` (or, for pull, a rerun) leaves no mount, process,
+// cgroup, state entry, half-written blob or corrupt database, and that the ID can be used again.
+func TestCrashConsistency(t *testing.T) {
+	tally(t)
+	const sleeper = "exec sleep 3600"
+	ops := []crashOp{
+		{name: "create", crashes: 45, op: func(id string) []string { return []string{"create", "--bundle", "BUNDLE", id} }},
+		{name: "start", crashes: 35, setup: func(e *env, id string) { e.must("create", "--bundle", e.dir+"/bundle", id) },
+			op: func(id string) []string { return []string{"start", id} }},
+		{name: "delete running", crashes: 30, setup: func(e *env, id string) { e.must("run", "-d", "--bundle", e.dir+"/bundle", id) },
+			op: func(id string) []string { return []string{"delete", "--force", id} }},
+		{name: "delete created", crashes: 20, setup: func(e *env, id string) { e.must("create", "--bundle", e.dir+"/bundle", id) },
+			op: func(id string) []string { return []string{"delete", id} }},
+		{name: "run -d", crashes: 40, op: func(id string) []string { return []string{"run", "-d", "--bundle", "BUNDLE", id} }},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			e := newEnv(t)
+			bundle := e.bundle(sleeper)
+			if err := os.Rename(bundle, filepath.Join(e.dir, "bundle")); err != nil {
+				t.Fatal(err)
+			}
+			bundle = filepath.Join(e.dir, "bundle")
+			args := func(id string) []string {
+				a := op.op(id)
+				for i := range a {
+					if a[i] == "BUNDLE" {
+						a[i] = bundle
+					}
+				}
+				return a
+			}
+			id := "crash-" + strings.ReplaceAll(op.name, " ", "-")
+			// Measure the operation uninterrupted.
+			var total time.Duration
+			for range 3 {
+				if op.setup != nil {
+					op.setup(e, id)
+				}
+				start := time.Now()
+				if r := e.run(args(id)...); r.code != 0 {
+					t.Fatalf("uninterrupted: %s", r)
+				}
+				total += time.Since(start)
+				e.must("delete", "--force", id)
+			}
+			dur := total / 3
+			crashes, attempts := 0, 0
+			for crashes < op.crashes && attempts < 3*op.crashes && !t.Failed() {
+				attempts++
+				if op.setup != nil {
+					op.setup(e, id)
+				}
+				// Spread over the whole operation, a little past its end so the last steps are hit too.
+				delay := time.Duration(rand.Int64N(int64(dur) * 11 / 10))
+				r, killed := e.killAfter(delay, args(id)...)
+				if killed {
+					crashes++
+					suite.crashes.Add(1)
+				} else if r.code != 0 {
+					t.Errorf("%s (not killed) failed: %s", op.name, r)
+				}
+				e.recoverAndCheck(id, fmt.Sprintf("%s killed after %v", op.name, delay))
+				if crashes%5 == 0 && killed {
+					// The ID is usable again: the whole lifecycle runs.
+					e.must("run", "-d", "--bundle", bundle, id)
+					e.must("delete", "--force", id)
+				}
+			}
+			t.Logf("%s: %d crashes in %d attempts over %v", op.name, crashes, attempts, dur)
+			if crashes < op.crashes {
+				t.Errorf("%s: only %d of %d crashes landed in %d attempts", op.name, crashes, op.crashes, attempts)
+			}
+		})
+	}
+	t.Run("pull", func(t *testing.T) { crashPull(t, 40) })
+}
+
+// recoverAndCheck runs delete --force and checks nothing of id is left and the database lists.
+func (e *env) recoverAndCheck(id, what string) {
+	t := e.t
+	t.Helper()
+	if r := e.run("delete", "--force", id); r.code != 0 {
+		t.Errorf("%s: delete --force: %s", what, r)
+	}
+	if r := e.run("state", id); r.code == 0 || !strings.Contains(r.stderr, "does not exist") {
+		t.Errorf("%s: after delete --force, state: %s", what, r)
+	}
+	r := e.run("list", "--format", "json")
+	var list []map[string]any
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
+		t.Errorf("%s: the database does not list: %s", what, r)
+	}
+	if leaks := e.leaks(); len(leaks) > 0 {
+		t.Errorf("%s: left behind:\n  %s", what, strings.Join(leaks, "\n  "))
+		e.checkLeaks() // clean up so the next crash starts clean
+	}
+}
+
+// crashPull pushes an image with a multi-megabyte layer to a local registry, then SIGKILLs pulls of
+// it at random points: after every crash the store holds only blobs matching their digests, a rerun
+// of the pull succeeds and leaves STORAGE/tmp empty, and the names database lists the image.
+func crashPull(t *testing.T, want int) {
+	e := newEnv(t)
+	if _, err := exec.LookPath("docker-registry"); err != nil {
+		t.Fatalf("docker-registry is needed (Debian package docker-registry): %v", err)
+	}
+	addr := startRegistry(t)
+	ref := addr + "/hardening/crash:1"
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := testutil.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 6<<20)
+	crand.Read(big)
+	if err := os.WriteFile(filepath.Join(rootfs, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "img.tar")
+	f, err := os.Create(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.WriteOCIArchive(f, rootfs, testutil.ImageConfig{Name: ref, Cmd: []string{"sh"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	e.must("image", "load", "-i", archive)
+	e.must("push", "--tls-verify=false", ref)
+	e.storage = filepath.Join(e.dir, "pulled")
+
+	pull := []string{"pull", "--tls-verify=false", "-q", ref}
+	reset := func() {
+		e.must("image", "rm", ref)
+		e.must("image", "prune")
+	}
+	var total time.Duration
+	for range 3 {
+		start := time.Now()
+		e.must(pull...)
+		total += time.Since(start)
+		reset()
+	}
+	dur := total / 3
+	crashes, attempts := 0, 0
+	for crashes < want && attempts < 3*want && !t.Failed() {
+		attempts++
+		delay := time.Duration(rand.Int64N(int64(dur) * 11 / 10))
+		r, killed := e.killAfter(delay, pull...)
+		if killed {
+			crashes++
+			suite.crashes.Add(1)
+		} else if r.code != 0 {
+			t.Errorf("pull (not killed) failed: %s", r)
+		}
+		what := fmt.Sprintf("pull killed after %v", delay)
+		checkStore(t, e.storage, true) // partial downloads may stay for a resume
+		if r := e.run(pull...); r.code != 0 {
+			t.Errorf("%s: rerun: %s", what, r)
+		}
+		checkStore(t, e.storage, false)
+		if r := e.run("image", "inspect", ref); r.code != 0 {
+			t.Errorf("%s: image not listed after the rerun", what)
+		}
+		reset()
+	}
+	t.Logf("pull: %d crashes in %d attempts over %v", crashes, attempts, dur)
+	if crashes < want {
+		t.Errorf("pull: only %d of %d crashes landed in %d attempts", crashes, want, attempts)
+	}
+}
+
+// startRegistry runs Debian's docker-registry on a free loopback port with storage in a temp dir,
+// stopped when the test ends.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: knast-hardening\n", filepath.Join(dir, "data"), addr)
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("docker-registry", "serve", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return addr
+			}
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("docker-registry on %s did not answer: %v\n%s", addr, err, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
