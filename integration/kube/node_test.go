@@ -88,6 +88,11 @@ func startNode(t *testing.T) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Searchable by all: a container in a user namespace reaches its rootfs under dir as a host
+	// uid other than root.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	id := os.Getpid()
 	n := &node{
 		t:            t,
@@ -368,6 +373,7 @@ func (n *node) startContainerd() {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("containerd", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "PATH="+n.runcShimPath()+":"+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = logF, logF
 	// Its own process group, so a Ctrl-C on the test does not reach it before the cleanup runs.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -510,4 +516,26 @@ func removeCgroupTree(p string) {
 		}
 	}
 	os.Remove(p)
+}
+
+// runcShimPath returns a directory holding a "runc" that runs knast with the --root of ctrRuntimeRoot.
+// ctr 1.6 sends task options of its own when given --uidmap (the pipes' owner) and they replace the
+// container's runtime options, --runc-binary and --runc-root included; the shim then runs "runc"
+// from containerd's PATH with its default root. The CRI handler names knast itself and never gets here.
+func (n *node) runcShimPath() string {
+	dir := filepath.Join(n.dir, "runc-path")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		n.t.Fatal(err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\n# The shim passes --root ROOT first; knast uses the test's root instead.\nif [ \"$1\" = --root ]; then shift 2; fi\nexec %s --root %s \"$@\"\n",
+		knastBin, n.ctrRuntimeRoot())
+	if err := os.WriteFile(filepath.Join(dir, "runc"), []byte(script), 0o755); err != nil {
+		n.t.Fatal(err)
+	}
+	return dir
+}
+
+// ctrRuntimeRoot is knast's --root for containers that ctr starts (the runc wrapper's).
+func (n *node) ctrRuntimeRoot() string {
+	return filepath.Join(n.dir, "knast-root", "ctr")
 }

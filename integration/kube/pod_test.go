@@ -43,6 +43,24 @@ type podSpec struct {
 	hostPort int // published to the pod's webPort when set
 }
 
+// pull pulls the busybox image from the local registry through the CRI.
+func (n *node) pull() {
+	n.t.Helper()
+	if r := n.crictl("pull", n.busybox); !r.ok() {
+		n.t.Fatalf("pull: %s\n%s", r, n.diag())
+	}
+	if r := n.crictl("images", "-q"); !strings.Contains(r.Stdout, "sha256:") {
+		n.t.Fatalf("images after pull: %s", r)
+	}
+}
+
+// with returns n reporting to t (a subtest), so its helpers fail the subtest and not its parent.
+func (n *node) with(t *testing.T) *node {
+	c := *n
+	c.t, c.ctx = t, t.Context()
+	return &c
+}
+
 // runPod writes the sandbox config and runs the pod with the knast handler; it returns the pod ID and
 // the config file (crictl create needs it again).
 func (n *node) runPod(p podSpec) (string, string) {
@@ -235,12 +253,7 @@ func TestPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := n.crictl("pull", n.busybox); !r.ok() {
-		t.Fatalf("pull: %s\n%s", r, n.diag())
-	}
-	if r := n.crictl("images", "-q"); !strings.Contains(r.Stdout, "sha256:") {
-		t.Fatalf("images after pull: %s", r)
-	}
+	n.pull()
 
 	hostPort := freePort(t)
 	podA, podACfg := n.runPod(podSpec{name: "knast-web", hostPort: hostPort})
