@@ -26,6 +26,7 @@ import (
 	"github.com/knast/knast/internal/container"
 	"github.com/knast/knast/internal/image"
 	"github.com/knast/knast/internal/image/unpack"
+	"github.com/knast/knast/internal/spec"
 )
 
 // builder is one build in progress.
@@ -200,7 +201,10 @@ func shortDigest(d string) string {
 func (b *builder) stepErr(c instructions.Command, err error) error {
 	var se *StepError
 	if errors.As(err, &se) {
-		return err
+		if se.Step == 0 {
+			se.Step, se.Steps, se.File, se.Line, se.Instruction = b.step, b.steps, b.df.name, line(c.Location()), instructionText(c)
+		}
+		return se
 	}
 	return &StepError{Step: b.step, Steps: b.steps, File: b.df.name, Line: line(c.Location()), Instruction: instructionText(c), ExitStatus: -1, Err: err}
 }
@@ -231,6 +235,10 @@ func (b *builder) buildStage(ctx context.Context, i int) (*stage, error) {
 		return nil, &StepError{Step: b.step, Steps: b.steps, File: b.df.name, Line: line(ds.Location), Instruction: ds.SourceCode, ExitStatus: -1, Err: err}
 	}
 	s.idx, s.name = i, ds.Name
+	if !hasPath(s.img.Config.Env) {
+		// As BuildKit and buildah: a stage always has a PATH, scratch and PATH-less images too.
+		s.img.Config.Env = append([]string{"PATH=" + spec.DefaultPath}, s.img.Config.Env...)
+	}
 	b.debugDone(t0)
 	cmds := ds.Commands
 	if triggers := s.img.Config.OnBuild; len(triggers) > 0 {
@@ -298,6 +306,15 @@ func (b *builder) from(ctx context.Context, base, platform string, idx int) (*st
 		return nil, err
 	}
 	return s.fork(), nil
+}
+
+func hasPath(env []string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			return true
+		}
+	}
+	return false
 }
 
 // fork returns a new stage starting where s ends.

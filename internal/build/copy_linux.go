@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -184,7 +185,17 @@ func (c *copier) copyDir(tree *srcTree, s source, dest string, o copyOptions) er
 		}
 		pfd, ok := fds[path.Dir(rel)]
 		if !ok {
-			return fmt.Errorf("copy %s: parent directory missing", path.Join(s.rel, rel))
+			// The parent was left out (.dockerignore) but an exception brings this entry back.
+			h, err := c.ensureDir(path.Join(dest, path.Dir(rel)), o.chown)
+			if err != nil {
+				return err
+			}
+			if pfd, err = unix.Dup(int(h.Fd())); err != nil {
+				h.Close()
+				return fmt.Errorf("copy %s: %w", path.Join(s.rel, rel), err)
+			}
+			h.Close()
+			fds[path.Dir(rel)] = pfd
 		}
 		base := path.Base(rel)
 		if err := c.entry(pfd, base, host, fi, tree.keepOwners, o); err != nil {
@@ -213,10 +224,10 @@ func (c *copier) copyDir(tree *srcTree, s source, dest string, o copyOptions) er
 // entry makes name in the directory pfd a copy of the host file: a directory (kept when present),
 // regular file, symlink or device, with owner, mode and times.
 func (c *copier) entry(pfd int, name, host string, fi os.FileInfo, keepOwners bool, o copyOptions) error {
-	st, ok := fi.Sys().(*unix.Stat_t)
+	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		var s unix.Stat_t
-		if err := unix.Lstat(host, &s); err != nil {
+		var s syscall.Stat_t
+		if err := syscall.Lstat(host, &s); err != nil {
 			return err
 		}
 		st = &s

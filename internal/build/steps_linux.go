@@ -369,7 +369,7 @@ func isURL(s string) bool {
 
 // copyFiles is COPY and ADD: sources from tree (or URLs and heredocs) to the destination.
 func (b *builder) copyFiles(ctx context.Context, s *stage, c instructions.Command, tree *srcTree, fromKey string, sd instructions.SourcesAndDest, chown, chmod string, unpackArchives bool, checksum string) error {
-	isAdd := c.Name() == "add"
+	isAdd := strings.EqualFold(c.Name(), "add")
 	dest := sd.DestPath
 	destDir := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
 	if !path.IsAbs(dest) {
