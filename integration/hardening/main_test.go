@@ -250,6 +250,8 @@ func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd.Env = append(os.Environ(), e.token, suite.token, "HOME="+e.dir, "DOCKER_CONFIG="+filepath.Join(e.dir, "docker"),
 		"REGISTRY_AUTH_FILE="+filepath.Join(e.dir, "auth.json"), "XDG_RUNTIME_DIR="+filepath.Join(e.dir, "xdg"))
 	cmd.WaitDelay = 5 * time.Second
+	// Its own process group: a knast that signals pid 0 (its group) must not take the suite down.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return cmd
 }
 
