@@ -117,8 +117,9 @@ func (r DevfsRule) Marshal() ([]byte, error) {
 func DeviceRules(devs []specs.FreeBSDDevice) ([]DevfsRule, error) {
 	var out []DevfsRule
 	for i, d := range devs {
-		p := strings.TrimPrefix(path.Clean("/"+strings.TrimPrefix(d.Path, "/dev/")), "/")
-		if p == "" || p == "." || strings.HasPrefix(p, "..") {
+		rel := strings.TrimPrefix(d.Path, "/dev/")
+		p := strings.TrimPrefix(path.Clean("/"+rel), "/")
+		if p == "" || climbs(rel) {
 			return nil, fmt.Errorf("freebsd.devices[%d].path: %q is not a device under /dev", i, d.Path)
 		}
 		r := DevfsRule{Pattern: p, Unhide: true}
@@ -134,4 +135,21 @@ func DeviceRules(devs []specs.FreeBSDDevice) ([]DevfsRule, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// climbs reports whether a relative path goes above its start at some point.
+func climbs(p string) bool {
+	depth := 0
+	for part := range strings.SplitSeq(p, "/") {
+		switch part {
+		case "", ".":
+		case "..":
+			if depth--; depth < 0 {
+				return true
+			}
+		default:
+			depth++
+		}
+	}
+	return false
 }
