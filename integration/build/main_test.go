@@ -174,6 +174,7 @@ func writeContext(t *testing.T, files map[string]string) string {
 // image is an image read back from an OCI archive: its config and its layers unpacked.
 type image struct {
 	cfg    ocispec.Image
+	raw    []byte // the config as stored
 	rootfs string
 	layers int
 }
@@ -219,7 +220,8 @@ func readArchive(t *testing.T, file string) image {
 		t.Fatalf("%s: manifest: %v", file, err)
 	}
 	var img image
-	if err := json.Unmarshal(blobs[string(m.Config.Digest)], &img.cfg); err != nil {
+	img.raw = blobs[string(m.Config.Digest)]
+	if err := json.Unmarshal(img.raw, &img.cfg); err != nil {
 		t.Fatalf("%s: config: %v", file, err)
 	}
 	var layers []io.Reader

@@ -86,12 +86,16 @@ func (c *copier) isDir(p string) bool {
 // ensureDir creates the directory p (and missing parents, 0755) inside the root and returns an
 // O_PATH handle. Directories it creates are owned by chown when given.
 func (c *copier) ensureDir(p string, chown *owner) (*os.File, error) {
+	// Resolve symlinks first (inside the root, as if it were "/"), so that a symlink to a
+	// directory that does not exist yet leads to that directory being made, as Docker does;
+	// pathrs then creates and opens the symlink-free path without ever leaving the root.
+	resolved, err := securejoin.SecureJoin(c.rootfs, p)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", p, err)
+	}
+	rel := strings.TrimPrefix(resolved, c.rootfs)
 	var missing []string
 	if chown != nil {
-		resolved, err := securejoin.SecureJoin(c.rootfs, p)
-		if err != nil {
-			return nil, fmt.Errorf("resolve %s: %w", p, err)
-		}
 		for q := resolved; len(q) > len(c.rootfs); q = filepath.Dir(q) {
 			if _, err := os.Lstat(q); err == nil {
 				break
@@ -99,7 +103,7 @@ func (c *copier) ensureDir(p string, chown *owner) (*os.File, error) {
 			missing = append(missing, strings.TrimPrefix(q, c.rootfs))
 		}
 	}
-	h, err := pathrs.MkdirAllHandle(c.root, p, 0o755)
+	h, err := pathrs.MkdirAllHandle(c.root, "/"+strings.TrimPrefix(rel, "/"), 0o755)
 	if err != nil {
 		return nil, fmt.Errorf("create directory %s: %w", p, err)
 	}

@@ -1,0 +1,274 @@
+//go:build linux
+
+package buildtest
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// tarGz makes a gzip'ed tar of entries (name -> content; a "->" prefix makes a symlink).
+func tarGz(t *testing.T, entries [][2]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		hdr := &tar.Header{Name: e[0], Mode: 0o644, Typeflag: tar.TypeReg, Size: int64(len(e[1]))}
+		if target, ok := strings.CutPrefix(e[1], "->"); ok {
+			hdr = &tar.Header{Name: e[0], Mode: 0o777, Typeflag: tar.TypeSymlink, Linkname: target}
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			tw.Write([]byte(e[1]))
+		}
+	}
+	tw.Close()
+	zw.Close()
+	return buf.Bytes()
+}
+
+// Symlinks in the image (absolute and ../ ones pointing at a host directory) must resolve inside the
+// stage rootfs for WORKDIR, COPY and ADD; symlinks in the context must not reach outside it.
+func TestBuildSymlinksStayInside(t *testing.T) {
+	host := t.TempDir()
+	marker := filepath.Join(host, "untouched")
+	if err := os.WriteFile(marker, []byte("host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rel := strings.Repeat("../", 12) + strings.TrimPrefix(host, "/")
+	hostile := tarGz(t, [][2]string{{"link", "->" + host}, {"link/pwned", "x"}, {"rel", "->" + rel}, {"rel/pwned2", "y"}})
+	files := map[string]string{
+		"Dockerfile": fmt.Sprintf(`
+FROM %s
+RUN ln -s %s /abs && ln -s %s /up && mkdir -p /stage
+WORKDIR /abs/wd
+COPY f.txt /abs/untouched
+COPY f.txt /up/copied-up.txt
+COPY dir /abs/dir/
+ADD hostile.tar.gz /abs/unpacked/
+ADD hostile.tar.gz /stage/
+WORKDIR /up/wd2
+`, baseImage, host, rel),
+		"f.txt": "in the image\n", "dir/a": "a\n", "hostile.tar.gz": string(hostile),
+	}
+	dir := writeContext(t, files)
+	ref := "localhost/knast-build-it/symlinks:latest"
+	out, err := knast(t, "build", "-t", ref, dir)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { knast(t, "image", "rm", ref) })
+	ents, _ := os.ReadDir(host)
+	if len(ents) != 1 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("the host directory was written to: %v", names)
+	}
+	if b, _ := os.ReadFile(marker); string(b) != "host\n" {
+		t.Errorf("host file overwritten: %q", b)
+	}
+	img := knastImage(t, ref)
+	inside := filepath.Join(img.rootfs, host)
+	wantFile(t, inside, "untouched", "in the image\n")
+	wantFile(t, inside, "copied-up.txt", "in the image\n")
+	wantFile(t, inside, "dir/a", "a\n")
+	// The archive's symlinks resolve inside the directory it is extracted to: its entries land
+	// there, under the host path, never on the host.
+	var landed []string
+	filepath.WalkDir(img.rootfs, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), "pwned") {
+			landed = append(landed, strings.TrimPrefix(p, img.rootfs))
+		}
+		return nil
+	})
+	if len(landed) != 4 {
+		t.Errorf("the archive's entries through symlinks landed at %v, want 4 paths inside the rootfs", landed)
+	}
+	for _, d := range []string{"wd", "wd2"} {
+		if fi, err := os.Stat(filepath.Join(inside, d)); err != nil || !fi.IsDir() {
+			t.Errorf("WORKDIR %s not made inside the rootfs: %v", d, err)
+		}
+	}
+
+	// A context symlink leading out of the context names nothing.
+	ctx := writeContext(t, map[string]string{"Dockerfile": "FROM " + baseImage + "\nCOPY out/hostname /h\n"})
+	if err := os.Symlink("/etc", filepath.Join(ctx, "out")); err != nil {
+		t.Fatal(err)
+	}
+	out, err = knast(t, "build", ctx)
+	if err == nil || !strings.Contains(out, "out/hostname: no such file or directory in the build context") {
+		t.Errorf("COPY through a context symlink to /etc: err %v\n%s", err, out)
+	}
+}
+
+// A rebuild takes every filesystem step from the cache; --no-cache none; a changed input misses from
+// its step on.
+func TestBuildCache(t *testing.T) {
+	files := map[string]string{
+		"Dockerfile": "FROM " + baseImage + "\nARG V=1\nRUN echo ran-first-$V | tee /first\nCOPY a.txt /a.txt\nRUN echo ran-second | tee /second\n",
+		"a.txt":      "one\n",
+	}
+	dir := writeContext(t, files)
+	ref := "localhost/knast-build-it/cache:latest"
+	t.Cleanup(func() { knast(t, "image", "rm", ref) })
+	build := func(args ...string) string {
+		t.Helper()
+		out, err := knast(t, append(append([]string{"build", "-t", ref}, args...), dir)...)
+		if err != nil {
+			t.Fatalf("build %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	cases := []struct {
+		name   string
+		prep   func()
+		args   []string
+		cached int
+		ran    []string
+	}{
+		{"cold", nil, []string{"--no-cache"}, 0, []string{"ran-first-1", "ran-second"}},
+		{"rebuild", nil, nil, 3, nil},
+		{"no-cache", nil, []string{"--no-cache"}, 0, []string{"ran-first-1", "ran-second"}},
+		{"changed file", func() { os.WriteFile(filepath.Join(dir, "a.txt"), []byte("two\n"), 0o644) }, nil, 1, []string{"ran-second"}},
+		{"changed build arg", nil, []string{"--build-arg", "V=2"}, 0, []string{"ran-first-2", "ran-second"}},
+		{"same build arg again", nil, []string{"--build-arg", "V=2"}, 3, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.prep != nil {
+				tc.prep()
+			}
+			out := build(tc.args...)
+			if n := strings.Count(out, "--> Using cache"); n != tc.cached {
+				t.Errorf("%d steps from the cache, want %d:\n%s", n, tc.cached, out)
+			}
+			for _, r := range []string{"ran-first-1", "ran-first-2", "ran-second"} {
+				want := false
+				for _, w := range tc.ran {
+					want = want || w == r
+				}
+				// The RUN line itself echoes the command; the output line is the word alone.
+				if got := strings.Contains(out, "\n"+r+"\n"); got != want {
+					t.Errorf("RUN output %q present %v, want %v:\n%s", r, got, want, out)
+				}
+			}
+		})
+	}
+	img := knastImage(t, ref)
+	wantFile(t, img.rootfs, "a.txt", "two\n")
+	wantFile(t, img.rootfs, "first", "ran-first-2\n")
+}
+
+// Heredocs, SHELL, ONBUILD, HEALTHCHECK, ADD (archive, URL), --target, --output and the built image
+// running with knast run --image.
+func TestBuildFeatures(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/dl/remote.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT")
+		fmt.Fprint(w, "remote content\n")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	url := "http://" + ln.Addr().String() + "/dl/remote.txt"
+
+	parent := "localhost/knast-build-it/onbuild-parent:latest"
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + baseImage + "\nONBUILD RUN echo triggered > /onbuild.txt\nHEALTHCHECK --interval=5s CMD true\n"})
+	if out, err := knast(t, "build", "-t", parent, dir); err != nil {
+		t.Fatalf("parent: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { knast(t, "image", "rm", parent) })
+
+	files := map[string]string{
+		"Dockerfile": `
+FROM ` + parent + ` AS base
+SHELL ["/bin/sh", "-ec"]
+RUN <<EOF
+echo one > /heredoc.txt
+echo two >> /heredoc.txt
+EOF
+RUN <<EOT
+#!/bin/sh
+echo "script $0" > /script.txt
+EOT
+RUN cat <<INNER > /inner.txt
+inner $HOME
+INNER
+COPY <<EOF /copied-heredoc.txt
+copied
+EOF
+ADD archive.tar.gz /unpacked/
+ADD --chmod=0644 ` + url + ` /downloads/
+ADD ` + url + ` /renamed.txt
+FROM base AS unused
+RUN exit 1
+FROM base
+CMD ["cat", "/heredoc.txt"]
+`,
+		"archive.tar.gz": string(tarGz(t, [][2]string{{"x/y.txt", "from the archive\n"}})),
+	}
+	dir = writeContext(t, files)
+	ref := "localhost/knast-build-it/features:latest"
+	oci := filepath.Join(t.TempDir(), "out.tar")
+	out, err := knast(t, "build", "-t", ref, "--output", "type=oci,dest="+oci, dir)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { knast(t, "image", "rm", ref) })
+	if !strings.Contains(out, "ONBUILD RUN echo triggered") {
+		t.Errorf("the ONBUILD trigger is not shown:\n%s", out)
+	}
+	img := readArchive(t, oci)
+	wantFile(t, img.rootfs, "onbuild.txt", "triggered\n")
+	wantFile(t, img.rootfs, "heredoc.txt", "one\ntwo\n")
+	wantFile(t, img.rootfs, "script.txt", "script /dev/pipes/EOT\n")
+	wantFile(t, img.rootfs, "inner.txt", "inner /root\n")
+	wantFile(t, img.rootfs, "copied-heredoc.txt", "copied\n")
+	wantFile(t, img.rootfs, "unpacked/x/y.txt", "from the archive\n")
+	wantFile(t, img.rootfs, "downloads/remote.txt", "remote content\n")
+	wantMode(t, img.rootfs, "downloads/remote.txt", 0o644)
+	wantMode(t, img.rootfs, "renamed.txt", 0o600)
+	if _, err := os.Stat(filepath.Join(img.rootfs, "dev/pipes")); err == nil {
+		t.Errorf("the heredoc script's mount point is in the image")
+	}
+	pc := string(knastImage(t, parent).raw)
+	if !strings.Contains(pc, `"OnBuild":["RUN echo triggered \u003e /onbuild.txt"]`) || !strings.Contains(pc, `"Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":5000000000}`) {
+		t.Errorf("the parent's config lacks ONBUILD/HEALTHCHECK:\n%s", pc)
+	}
+	if strings.Contains(string(img.raw), "OnBuild") {
+		t.Errorf("the child inherited the ONBUILD trigger:\n%s", img.raw)
+	}
+
+	// The image runs.
+	out, err = knast(t, "run", "--rm", "--image", ref)
+	if err != nil || out != "one\ntwo\n" {
+		t.Errorf("knast run --image: %v, output %q", err, out)
+	}
+
+	// --target builds the named stage only.
+	tgt := "localhost/knast-build-it/target:latest"
+	out, err = knast(t, "build", "-t", tgt, "--target", "base", dir)
+	if err != nil || strings.Contains(out, "exit 1") {
+		t.Errorf("--target base: %v\n%s", err, out)
+	}
+	knast(t, "image", "rm", tgt)
+}
