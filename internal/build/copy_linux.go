@@ -251,6 +251,11 @@ func (c *copier) entry(pfd int, name, host string, fi os.FileInfo, keepOwners bo
 	var existing unix.Stat_t
 	exists := unix.Fstatat(pfd, name, &existing, unix.AT_SYMLINK_NOFOLLOW) == nil
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if exists && isDir && existing.Mode&unix.S_IFMT == unix.S_IFLNK {
+		// A directory lands where the image has a symlink (lib -> usr/lib): the copy follows it,
+		// inside the root (copyDir resolves it), rather than replacing it.
+		return nil
+	}
 	if exists && existing.Mode&unix.S_IFMT == unix.S_IFDIR {
 		if !isDir {
 			return fmt.Errorf("cannot replace the directory %s with a non-directory", name)
