@@ -246,3 +246,42 @@ func shellArgs(c instructions.ShellDependantCmdLine, sh []string) (args []string
 	}
 	return args, nil, nil
 }
+
+// setEnv sets KEY=VALUE in env, replacing an earlier KEY in place.
+func setEnv(env []string, k, v string) []string {
+	for i, e := range env {
+		if ek, _, _ := strings.Cut(e, "="); ek == k {
+			env[i] = k + "=" + v
+			return env
+		}
+	}
+	return append(env, k+"="+v)
+}
+
+// expandPorts turns EXPOSE's PORT[-PORT][/PROTO] into PORT/PROTO keys.
+func expandPorts(p string) ([]string, error) {
+	num, proto, _ := strings.Cut(p, "/")
+	if proto == "" {
+		proto = "tcp"
+	}
+	proto = strings.ToLower(proto)
+	if proto != "tcp" && proto != "udp" && proto != "sctp" {
+		return nil, fmt.Errorf("EXPOSE %s: protocol %q is not tcp, udp or sctp", p, proto)
+	}
+	lo, hi, isRange := strings.Cut(num, "-")
+	var a, z int
+	if _, err := fmt.Sscanf(lo, "%d", &a); err != nil || a < 1 || a > 65535 || fmt.Sprint(a) != lo {
+		return nil, fmt.Errorf("EXPOSE %s: %q is not a port", p, lo)
+	}
+	z = a
+	if isRange {
+		if _, err := fmt.Sscanf(hi, "%d", &z); err != nil || z < a || z > 65535 || fmt.Sprint(z) != hi {
+			return nil, fmt.Errorf("EXPOSE %s: %q is not a port range", p, num)
+		}
+	}
+	var out []string
+	for i := a; i <= z; i++ {
+		out = append(out, fmt.Sprintf("%d/%s", i, proto))
+	}
+	return out, nil
+}
