@@ -31,11 +31,17 @@ func newBackend(log *slog.Logger, _ string) backend { return &freebsdBackend{log
 func (b *freebsdBackend) create(ctx context.Context, r *createRequest) error {
 	s := r.Spec
 	jail := freebsd.FullJailName(r.ID, s)
-	params, err := freebsd.JailParams(r.ID, r.Rootfs, s)
+	// A read-only root is a read-only nullfs view of the rootfs in the state dir: the jail is rooted
+	// there, and the mount points are made in the rootfs below it.
+	jailRoot, readonly := r.Rootfs, s.Root != nil && s.Root.Readonly
+	if readonly {
+		jailRoot = filepath.Join(r.StateDir, "root")
+	}
+	params, err := freebsd.JailParams(r.ID, jailRoot, s)
 	if err != nil {
 		return err
 	}
-	mounts, err := freebsd.Mounts(r.Rootfs, s)
+	mounts, err := freebsd.Mounts(r.Rootfs, jailRoot, s)
 	if err != nil {
 		return err
 	}
@@ -45,7 +51,7 @@ func (b *freebsdBackend) create(ctx context.Context, r *createRequest) error {
 		if devRules, err = freebsd.DeviceRules(s.FreeBSD.Devices); err != nil {
 			return err
 		}
-		devPath = filepath.Join(r.Rootfs, "dev")
+		devPath = filepath.Join(jailRoot, "dev")
 		if !hasMountAt(mounts, devPath) {
 			return errors.New("freebsd.devices: needs a devfs mount on /dev")
 		}
@@ -66,15 +72,38 @@ func (b *freebsdBackend) create(ctx context.Context, r *createRequest) error {
 	}
 	defer io.close()
 
-	// Everything below is undone by destroy, which finds it by the jail's name and the rootfs.
+	// Everything below is undone by destroy, which finds it by the jail's name, the rootfs and the
+	// state dir.
 	t0 := time.Now()
+	// Mount points inside an earlier mount (tmpfs on /dev/shm over devfs) can only be made once that is
+	// mounted; the others are made now, in the writable rootfs.
+	nested := freebsd.Nested(mounts)
+	for i, m := range mounts {
+		if !nested[i] {
+			if err := mountPoint(m, m.Point); err != nil {
+				return err
+			}
+		}
+	}
+	if readonly {
+		// Before jail_set: the jail keeps the directory its path named then, not what is mounted later.
+		view := freebsd.RootView(r.Rootfs, jailRoot)
+		if err := mountPoint(view, view.Point); err != nil {
+			return err
+		}
+		if err := freebsd.Nmount(view); err != nil {
+			return fmt.Errorf("root.readonly: %w", err)
+		}
+	}
 	jid, err := freebsd.JailSet(params, freebsd.JailCreate)
 	if err != nil {
 		return fmt.Errorf("create jail %s: %w%s", jail, err, jailHint(err))
 	}
-	for _, m := range mounts {
-		if err := mountPoint(m); err != nil {
-			return err
+	for i, m := range mounts {
+		if nested[i] {
+			if err := mountPoint(m, m.Path); err != nil {
+				return err
+			}
 		}
 		if err := freebsd.Nmount(m); err != nil {
 			return err
@@ -166,26 +195,27 @@ func hasMountAt(mounts []freebsd.Mount, path string) bool {
 	return false
 }
 
-// mountPoint makes the mount point of m: a file for a nullfs mount of a file, a directory otherwise.
-func mountPoint(m freebsd.Mount) error {
+// mountPoint makes the mount point of m at path: a file for a nullfs mount of a file, a directory
+// otherwise. No process runs in the jail yet, so the path resolved by freebsd.Mounts holds.
+func mountPoint(m freebsd.Mount, path string) error {
 	if m.FSType == "nullfs" {
 		st, err := os.Stat(m.Source)
 		if err != nil {
 			return fmt.Errorf("nullfs source: %w", err)
 		}
 		if !st.IsDir() {
-			if err := os.MkdirAll(filepath.Dir(m.Path), 0o755); err != nil {
-				return fmt.Errorf("mount point %s: %w", m.Path, err)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return fmt.Errorf("mount point %s: %w", path, err)
 			}
-			f, err := os.OpenFile(m.Path, os.O_CREATE|os.O_RDONLY|unix.O_NOFOLLOW, 0o644)
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY|unix.O_NOFOLLOW, 0o644)
 			if err != nil {
-				return fmt.Errorf("mount point %s: %w", m.Path, err)
+				return fmt.Errorf("mount point %s: %w", path, err)
 			}
 			return f.Close()
 		}
 	}
-	if err := os.MkdirAll(m.Path, 0o755); err != nil {
-		return fmt.Errorf("mount point %s: %w", m.Path, err)
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return fmt.Errorf("mount point %s: %w", path, err)
 	}
 	return nil
 }
@@ -295,8 +325,12 @@ func (b *freebsdBackend) destroy(ctx context.Context, rec *store.Container, s *s
 	if err := freebsd.RemoveRules(name); err != nil {
 		errs = append(errs, err)
 	}
-	if rec.Rootfs != "" {
-		if err := freebsd.UnmountUnder(rec.Rootfs); err != nil {
+	// The state dir holds the read-only root view and what is mounted on it.
+	for _, dir := range []string{rec.StateDir, rec.Rootfs} {
+		if dir == "" {
+			continue
+		}
+		if err := freebsd.UnmountUnder(dir); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -185,7 +185,9 @@ func setUser(u specs.User) error {
 	if u.Umask != nil {
 		unix.Umask(int(*u.Umask))
 	}
-	groups := make([]int, 0, len(u.AdditionalGids))
+	// Before FreeBSD 15, setgroups' first entry is the effective gid: lead with the process's gid.
+	groups := make([]int, 0, 1+len(u.AdditionalGids))
+	groups = append(groups, int(u.GID))
 	for _, g := range u.AdditionalGids {
 		groups = append(groups, int(g))
 	}

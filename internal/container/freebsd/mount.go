@@ -22,10 +22,13 @@ const (
 	MntNoatime     = 0x10000000 // MNT_NOATIME
 )
 
-// Mount is one nmount(2) call: a file system mounted on Path, a host path inside the container's root.
+// Mount is one nmount(2) call: a file system mounted on Path, a host path inside the jail's root.
 type Mount struct {
-	FSType  string
-	Path    string
+	FSType string
+	Path   string
+	// Point is where the mount point is made: Path, or its place in the writable rootfs when the jail's
+	// root is a read-only view of it.
+	Point   string
 	Source  string // nullfs: the host directory (or file) shown at Path
 	Flags   int
 	Options []Param
@@ -77,7 +80,7 @@ var linuxOnly = map[string]bool{"devpts": true, "mqueue": true, "cgroup": true, 
 // nmount call. Linux names are mapped: bind mounts are nullfs, proc is procfs (linprocfs in a Linux-ABI
 // jail), sysfs is linsysfs there. devfs mounts get ruleset unless their options name one.
 func MountFor(m specs.Mount, dest string, linuxABI bool, ruleset int) (Mount, error) {
-	out := Mount{FSType: m.Type, Path: dest}
+	out := Mount{FSType: m.Type, Path: dest, Point: dest}
 	bind := m.Type == "bind" || m.Type == "nullfs"
 	for _, o := range m.Options {
 		if o == "bind" || o == "rbind" {
@@ -149,33 +152,42 @@ func MountFor(m specs.Mount, dest string, linuxABI bool, ruleset int) (Mount, er
 	return out, nil
 }
 
-// Mounts resolves and translates the config's mounts, in order, for the root at rootfs. Destinations are
-// resolved inside rootfs (symlinks included), so an image cannot point a mount at a host path.
-func Mounts(rootfs string, s *specs.Spec) ([]Mount, error) {
+// Mounts resolves and translates the config's mounts, in order, for the root at rootfs, seen by the jail
+// at jailRoot (rootfs itself, or a read-only view of it). Destinations are resolved inside rootfs
+// (symlinks included), so an image cannot point a mount at a host path.
+func Mounts(rootfs, jailRoot string, s *specs.Spec) ([]Mount, error) {
 	ruleset, err := DevfsRuleset(s)
 	if err != nil {
 		return nil, err
 	}
+	rootfs, jailRoot = filepath.Clean(rootfs), filepath.Clean(jailRoot)
 	linuxABI := LinuxABI(s)
 	out := make([]Mount, 0, len(s.Mounts))
 	for i, m := range s.Mounts {
 		if !filepath.IsAbs(m.Destination) {
 			return nil, fmt.Errorf("mounts[%d].destination: %q is not absolute", i, m.Destination)
 		}
-		dest, err := securejoin.SecureJoin(rootfs, m.Destination)
+		point, err := securejoin.SecureJoin(rootfs, m.Destination)
 		if err != nil {
 			return nil, fmt.Errorf("mounts[%d].destination %s: %w", i, m.Destination, err)
 		}
-		if err := checkCString(fmt.Sprintf("mounts[%d].destination", i), dest); err != nil {
+		if err := checkCString(fmt.Sprintf("mounts[%d].destination", i), point); err != nil {
 			return nil, err
 		}
+		dest := jailRoot + strings.TrimPrefix(point, rootfs)
 		mt, err := MountFor(m, dest, linuxABI, ruleset)
 		if err != nil {
 			return nil, fmt.Errorf("mounts[%d] (%s): %w", i, m.Destination, err)
 		}
+		mt.Point = point
 		out = append(out, mt)
 	}
 	return out, nil
+}
+
+// RootView is the read-only nullfs view of rootfs at jailRoot that a config with root.readonly runs in.
+func RootView(rootfs, jailRoot string) Mount {
+	return Mount{FSType: "nullfs", Path: jailRoot, Point: jailRoot, Source: filepath.Clean(rootfs), Flags: MntRdonly}
 }
 
 // UnmountOrder picks, from the mount points mounted now (in mount order, as getfsstat(2) lists them),
@@ -209,4 +221,19 @@ func MountOptionNames() []string {
 // MountTypes are the mount types knast maps or mounts itself; others go to nmount unchanged.
 func MountTypes() []string {
 	return []string{"bind", "devfs", "fdesc", "fdescfs", "linprocfs", "linsysfs", "nullfs", "proc", "procfs", "sysfs", "tmpfs"}
+}
+
+// Nested reports, for each mount, whether its mount point lies inside an earlier mount of the list: its
+// mount point can only be made once that one is mounted.
+func Nested(mounts []Mount) []bool {
+	out := make([]bool, len(mounts))
+	for i := range mounts {
+		for j := range i {
+			if strings.HasPrefix(mounts[i].Path, mounts[j].Path+"/") {
+				out[i] = true
+				break
+			}
+		}
+	}
+	return out
 }

@@ -136,20 +136,32 @@ func TestMountsStayInRoot(t *testing.T) {
 			{Destination: "/../../up", Type: "tmpfs"},
 		},
 	}
-	ms, err := Mounts(root, s)
+	ms, err := Mounts(root, root, s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{filepath.Join(root, "dev"), filepath.Join(root, "etc/x"), filepath.Join(root, "up")}
 	for i, m := range ms {
-		if m.Path != want[i] {
-			t.Errorf("mount %d at %s, want %s", i, m.Path, want[i])
+		if m.Path != want[i] || m.Point != want[i] {
+			t.Errorf("mount %d at %s (point %s), want %s", i, m.Path, m.Point, want[i])
 		}
+	}
+	// With a read-only root the mount points are made in the rootfs and mounted on in the view.
+	view := filepath.Join(t.TempDir(), "root")
+	ms, err = Mounts(root, view, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms[1].Point != filepath.Join(root, "etc/x") || ms[1].Path != filepath.Join(view, "etc/x") {
+		t.Errorf("read-only root: point %s path %s", ms[1].Point, ms[1].Path)
+	}
+	if got := render(RootView(root+"/", view).Params()); !slices.Equal(got, []string{"fstype=nullfs", "fspath=" + view, "target=" + root, "ro"}) {
+		t.Errorf("root view params %q", got)
 	}
 	if got := render(ms[0].Params()); !slices.Contains(got, "ruleset=6") {
 		t.Errorf("devfs params %q lack the annotated ruleset", got)
 	}
-	if _, err := Mounts(root, &specs.Spec{Mounts: []specs.Mount{{Destination: "rel", Type: "tmpfs"}}}); err == nil {
+	if _, err := Mounts(root, root, &specs.Spec{Mounts: []specs.Mount{{Destination: "rel", Type: "tmpfs"}}}); err == nil {
 		t.Error("a relative destination was accepted")
 	}
 }
@@ -160,5 +172,12 @@ func TestUnmountOrder(t *testing.T) {
 	want := []string{"/j/r/proc", "/j/r/dev/fd", "/j/r/dev"}
 	if !slices.Equal(got, want) {
 		t.Errorf("UnmountOrder = %q, want %q (below the root only, last first, the root itself kept)", got, want)
+	}
+}
+
+func TestNested(t *testing.T) {
+	ms := []Mount{{Path: "/r/dev"}, {Path: "/r/dev/shm"}, {Path: "/r/devices"}, {Path: "/r/proc"}, {Path: "/r/dev/fd"}}
+	if got, want := Nested(ms), []bool{false, true, false, false, true}; !slices.Equal(got, want) {
+		t.Errorf("Nested = %v, want %v", got, want)
 	}
 }
