@@ -23,19 +23,25 @@ import (
 // freebsdBackend runs containers as jails: made with jail_set, filesystems mounted from the host with
 // nmount, devices through devfs rules, limits through rctl, and an init that attaches itself.
 type freebsdBackend struct {
-	log *slog.Logger
+	log  *slog.Logger
+	root string // the runtime's --root
 }
 
-func newBackend(log *slog.Logger, _ string) backend { return &freebsdBackend{log: log} }
+func newBackend(log *slog.Logger, root string) backend { return &freebsdBackend{log: log, root: root} }
+
+// viewDir is where a read-only root's nullfs view is mounted: outside the state dir, which the lifecycle
+// removes recursively (a view left mounted there would expose the rootfs to that removal). '@' cannot
+// collide with a container ID.
+func (b *freebsdBackend) viewDir(id string) string { return filepath.Join(b.root, "@jails", id) }
 
 func (b *freebsdBackend) create(ctx context.Context, r *createRequest) error {
 	s := r.Spec
 	jail := freebsd.FullJailName(r.ID, s)
-	// A read-only root is a read-only nullfs view of the rootfs in the state dir: the jail is rooted
-	// there, and the mount points are made in the rootfs below it.
+	// A read-only root is a read-only nullfs view of the rootfs: the jail is rooted there, and the
+	// mount points are made in the rootfs below it.
 	jailRoot, readonly := r.Rootfs, s.Root != nil && s.Root.Readonly
 	if readonly {
-		jailRoot = filepath.Join(r.StateDir, "root")
+		jailRoot = b.viewDir(r.ID)
 	}
 	params, err := freebsd.JailParams(r.ID, jailRoot, s)
 	if err != nil {
@@ -73,7 +79,7 @@ func (b *freebsdBackend) create(ctx context.Context, r *createRequest) error {
 	defer io.close()
 
 	// Everything below is undone by destroy, which finds it by the jail's name, the rootfs and the
-	// state dir.
+	// view's path.
 	t0 := time.Now()
 	// Mount points inside an earlier mount (tmpfs on /dev/shm over devfs) can only be made once that is
 	// mounted; the others are made now, in the writable rootfs.
@@ -325,14 +331,18 @@ func (b *freebsdBackend) destroy(ctx context.Context, rec *store.Container, s *s
 	if err := freebsd.RemoveRules(name); err != nil {
 		errs = append(errs, err)
 	}
-	// The state dir holds the read-only root view and what is mounted on it.
-	for _, dir := range []string{rec.StateDir, rec.Rootfs} {
-		if dir == "" {
-			continue
-		}
-		if err := freebsd.UnmountUnder(dir); err != nil {
+	view := b.viewDir(rec.ID)
+	if err := freebsd.UnmountUnder(view, true); err != nil {
+		errs = append(errs, err)
+	}
+	if rec.Rootfs != "" {
+		if err := freebsd.UnmountUnder(rec.Rootfs, false); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// Not RemoveAll: should anything still be mounted there, this fails instead of recursing into it.
+	if err := os.Remove(view); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove %s: %w", view, err))
 	}
 	return errors.Join(errs...)
 }

@@ -191,13 +191,14 @@ func RootView(rootfs, jailRoot string) Mount {
 }
 
 // UnmountOrder picks, from the mount points mounted now (in mount order, as getfsstat(2) lists them),
-// those at or below rootfs and returns them last-mounted first, so no mount is busy with a child.
-func UnmountOrder(rootfs string, mounted []string) []string {
-	root := filepath.Clean(rootfs)
+// those below dir (and dir itself with self) and returns them last-mounted first, so no mount is busy
+// with a child. A rootfs is not self: it may be a mount of the user's (a ZFS dataset); a view is.
+func UnmountOrder(dir string, mounted []string, self bool) []string {
+	root := filepath.Clean(dir)
 	var out []string
 	for i := len(mounted) - 1; i >= 0; i-- {
 		p := filepath.Clean(mounted[i])
-		if p != root && strings.HasPrefix(p, root+"/") {
+		if (self && p == root) || strings.HasPrefix(p, root+"/") {
 			out = append(out, p)
 		}
 	}

@@ -168,10 +168,14 @@ func TestMountsStayInRoot(t *testing.T) {
 
 func TestUnmountOrder(t *testing.T) {
 	mounted := []string{"/", "/dev", "/j/r", "/j/r/dev", "/j/r/dev/fd", "/j/rootfs2/proc", "/j/r/proc", "/j/r2"}
-	got := UnmountOrder("/j/r/", mounted)
+	got := UnmountOrder("/j/r/", mounted, false)
 	want := []string{"/j/r/proc", "/j/r/dev/fd", "/j/r/dev"}
 	if !slices.Equal(got, want) {
 		t.Errorf("UnmountOrder = %q, want %q (below the root only, last first, the root itself kept)", got, want)
+	}
+	got = UnmountOrder("/j/r", mounted, true)
+	if want = append(want, "/j/r"); !slices.Equal(got, want) {
+		t.Errorf("UnmountOrder(self) = %q, want %q", got, want)
 	}
 }
 

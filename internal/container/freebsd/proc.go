@@ -6,7 +6,8 @@ import (
 )
 
 // struct kinfo_proc (<sys/user.h>) on 64-bit FreeBSD, as the kern.proc sysctls return it; x/sys does
-// not define it. KINFO_PROC_SIZE is 1088 on amd64, arm64 and riscv64.
+// not define it. KINFO_PROC_SIZE is 1088 on amd64, arm64 and riscv64. The offsets are ABI: user.h has
+// new fields take spare space, so ki_jid has been at 592 since jails got ids.
 const (
 	KinfoProcSize = 1088
 	kiPid         = 72  // ki_pid

@@ -113,22 +113,22 @@ func MountedPaths() ([]string, error) {
 	return out, nil
 }
 
-// UnmountUnder unmounts everything mounted below rootfs, last mounted first. Paths already gone are fine,
-// so it can run again after a crash.
-func UnmountUnder(rootfs string) error {
-	root, err := filepath.EvalSymlinks(rootfs)
+// UnmountUnder unmounts everything mounted below dir (and dir itself with self), last mounted first.
+// Paths already gone are fine, so it can run again after a crash.
+func UnmountUnder(dir string, self bool) error {
+	root, err := filepath.EvalSymlinks(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("rootfs %s: %w", rootfs, err)
+		return fmt.Errorf("unmount under %s: %w", dir, err)
 	}
 	mounted, err := MountedPaths()
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, p := range UnmountOrder(root, mounted) {
+	for _, p := range UnmountOrder(root, mounted, self) {
 		err := unix.Unmount(p, 0)
 		if err == unix.EBUSY {
 			// Processes of a removed jail may still be exiting.
