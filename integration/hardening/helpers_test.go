@@ -142,6 +142,7 @@ type archiveOpts struct {
 	layerDigest func(i int, real string) string // the digest the manifest and blob name claim
 	layerSize   func(i int, real int64) int64   // the size the manifest claims
 	diffIDs     []string                        // config rootfs.diff_ids (default: the layers' digests)
+	omitLayer   bool                            // leave the hostile layers' blobs out of the archive
 }
 
 // ociArchive writes an OCI archive named ref (full reference) whose image has the given layers
@@ -170,7 +171,9 @@ func ociArchive(t *testing.T, ref string, layers [][]byte, o archiveOpts) string
 		if i > 0 && o.layerSize != nil {
 			size = o.layerSize(i-1, size)
 		}
-		blobs[d] = l
+		if i == 0 || !o.omitLayer {
+			blobs[d] = l
+		}
 		descs = append(descs, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": size})
 	}
 	if o.diffIDs != nil {

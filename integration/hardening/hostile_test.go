@@ -106,6 +106,11 @@ func TestHostileImages(t *testing.T) {
 		{name: "declared blob size negative", want: refused,
 			layers: func(t *testing.T, out string) [][]byte { return [][]byte{layerTar(t, file("x", "y"))} },
 			opts:   func(string) archiveOpts { return archiveOpts{layerSize: func(int, int64) int64 { return -1 }} }},
+		{name: "blob missing from the archive", want: refused,
+			layers: func(t *testing.T, out string) [][]byte { return [][]byte{layerTar(t, file("x", "y"))} },
+			opts: func(string) archiveOpts {
+				return archiveOpts{layerDigest: func(int, string) string { return digestOf([]byte("absent")) }, omitLayer: true}
+			}},
 		{name: "diff_id does not match the layer", want: refused,
 			layers: func(t *testing.T, out string) [][]byte { return [][]byte{layerTar(t, file("x", "y"))} },
 			opts:   func(string) archiveOpts { return archiveOpts{diffIDs: []string{digestOf([]byte("other"))}} }},
