@@ -52,6 +52,11 @@ type builder struct {
 	images   map[string]*stage
 	result   Result
 	seq      int
+	// jobs are the layer blobs being written in the background, by step key; entries are the
+	// cache entries of this build, written once the layers are safely on disk.
+	jobs    map[string]*layerRef
+	entries map[string]*layerRef
+	slots   chan struct{}
 }
 
 // stage is the state of one build stage (or of an image COPY --from reads).
@@ -60,7 +65,7 @@ type stage struct {
 	name   string
 	img    dockerspec.DockerOCIImage
 	lowers []string             // layer directories, lowest first
-	layers []ocispec.Descriptor // the blobs of the manifest, in the same order as img.RootFS.DiffIDs
+	layers []*layerRef // the image's layers, lowest first (img.RootFS.DiffIDs is filled at commit)
 	key    string               // cache key of everything so far
 	args   *vars                // ARGs declared in the stage
 	cmdSet bool                 // CMD was set in this stage (ENTRYPOINT then keeps it)
@@ -74,7 +79,14 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 	defer b.cleanup()
-	return b.run(ctx)
+	res, err = b.run(ctx)
+	if ferr := b.finish(); err == nil && ferr != nil {
+		err = ferr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 func newBuilder(o Options) (*builder, error) {
@@ -126,8 +138,12 @@ func newBuilder(o Options) (*builder, error) {
 		mgr: container.New(o.StateRoot, o.Log), dir: filepath.Join(o.StorageDir, "build"),
 		id: hex.EncodeToString(rnd[:]), platform: plat, used: map[string]bool{},
 		stages: map[int]*stage{}, images: map[string]*stage{},
+		jobs: map[string]*layerRef{}, entries: map[string]*layerRef{}, slots: make(chan struct{}, 2),
 	}
 	b.cache = stepCache{dir: b.dir}
+	// Layer directories replaced by earlier --no-cache builds; whatever is left when the process
+	// exits is swept by the next build.
+	go b.cache.sweep()
 	b.tmp = filepath.Join(b.dir, "tmp", b.id)
 	for _, d := range []string{b.tmp, filepath.Join(b.dir, "empty"), filepath.Join(b.dir, "layers"), filepath.Join(b.dir, "base")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -321,8 +337,7 @@ func hasPath(env []string) bool {
 func (s *stage) fork() *stage {
 	n := &stage{img: s.img, key: s.key, args: newVars()}
 	n.lowers = append([]string(nil), s.lowers...)
-	n.layers = append([]ocispec.Descriptor(nil), s.layers...)
-	n.img.RootFS.DiffIDs = append([]digest.Digest(nil), s.img.RootFS.DiffIDs...)
+	n.layers = append([]*layerRef(nil), s.layers...)
 	n.img.History = append([]ocispec.History(nil), s.img.History...)
 	n.img.Config.Env = append([]string(nil), s.img.Config.Env...)
 	n.img.Config.Labels = cloneMap(s.img.Config.Labels)
@@ -366,7 +381,7 @@ func (b *builder) imageStage(ctx context.Context, ref, platform string) (*stage,
 		return nil, fmt.Errorf("image %s: config: %w", img.Ref, err)
 	}
 	for _, l := range img.Layers {
-		s.layers = append(s.layers, ocispec.Descriptor{MediaType: ociLayerType(l.MediaType), Digest: digest.Digest(l.Digest), Size: l.Size})
+		s.layers = append(s.layers, doneLayer(cacheEntry{MediaType: ociLayerType(l.MediaType), Digest: l.Digest, Size: l.Size, DiffID: l.DiffID}))
 	}
 	if len(img.Layers) > 0 {
 		dir, err := b.baseDir(ctx, img)
@@ -637,10 +652,17 @@ func configKey(s *stage) string {
 // of the stage, whose upper directory becomes the step's layer.
 func (b *builder) fsStep(ctx context.Context, s *stage, c instructions.Command, keyText string, do func(rootfs, upper string) error) error {
 	key := hashKey(s.key, configKey(s), keyText)
+	// A step this very build already ran (two stages alike) is reused even with --no-cache.
+	if l, ok := b.jobs[key]; ok {
+		b.printf("--> Using cache %s\n", key[:12])
+		b.apply(s, c, key, l)
+		b.result.CachedSteps++
+		return nil
+	}
 	if !b.o.NoCache {
 		if e, ok := b.cache.get(key); ok && (e.Empty || b.st.HasBlob(e.Digest)) {
 			b.printf("--> Using cache %s\n", key[:12])
-			b.apply(s, c, key, e)
+			b.apply(s, c, key, doneLayer(*e))
 			b.result.CachedSteps++
 			return nil
 		}
@@ -660,44 +682,113 @@ func (b *builder) fsStep(ctx context.Context, s *stage, c instructions.Command, 
 	if err := matchRoot(upper, lowers[len(lowers)-1]); err != nil {
 		return err
 	}
+	t0 := time.Now()
 	if err := mountOverlay(lowers, upper, wdir, merged); err != nil {
 		return err
 	}
+	t1 := time.Now()
 	err := do(merged, upper)
+	t2 := time.Now()
 	if uerr := unmount(merged); err == nil {
 		err = uerr
 	}
+	b.log.Debug("build step", "step", b.step, "mount", t1.Sub(t0), "run", t2.Sub(t1), "unmount", time.Since(t2))
 	if err != nil {
 		return err
 	}
-	e := cacheEntry{}
 	empty, err := isEmptyDir(upper)
 	if err != nil {
 		return fmt.Errorf("step layer: %w", err)
 	}
-	if empty {
-		e.Empty = true
-	} else {
-		var diffID string
-		d, size, err := b.st.WriteBlob(ctx, func(w io.Writer) error {
-			var err error
-			diffID, err = compressLayer(w, upper)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		e = cacheEntry{DiffID: diffID, Digest: d, Size: size, MediaType: ocispec.MediaTypeImageLayerGzip}
-	}
 	if _, err := b.cache.adopt(key, upper); err != nil {
 		return err
 	}
-	if err := b.cache.put(key, e); err != nil {
-		return err
+	var l *layerRef
+	if empty {
+		l = doneLayer(cacheEntry{Empty: true})
+	} else {
+		l = b.writeLayer(ctx, b.cache.layerDir(key))
 	}
-	b.apply(s, c, key, &e)
+	b.jobs[key] = l
+	b.entries[key] = l
+	b.apply(s, c, key, l)
 	b.result.Steps++
 	return nil
+}
+
+// layerRef is a layer of a stage: known (base image, cache hit) or being written in the background.
+type layerRef struct {
+	done chan struct{}
+	e    cacheEntry
+	err  error
+}
+
+func doneLayer(e cacheEntry) *layerRef {
+	l := &layerRef{done: make(chan struct{}), e: e}
+	close(l.done)
+	return l
+}
+
+func (l *layerRef) wait() (cacheEntry, error) {
+	<-l.done
+	return l.e, l.err
+}
+
+// writeLayer turns a step's directory into a compressed layer blob in the background: the next
+// step already runs on the directory while its blob is written (at most two at a time).
+func (b *builder) writeLayer(ctx context.Context, dir string) *layerRef {
+	l := &layerRef{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		b.slots <- struct{}{}
+		defer func() { <-b.slots }()
+		t0 := time.Now()
+		var diffID string
+		d, size, err := b.st.WriteBlob(ctx, func(w io.Writer) error {
+			var err error
+			diffID, err = compressLayer(w, dir)
+			return err
+		})
+		if err != nil {
+			l.err = fmt.Errorf("layer of %s: %w", dir, err)
+			return
+		}
+		l.e = cacheEntry{DiffID: diffID, Digest: d, Size: size, MediaType: ocispec.MediaTypeImageLayerGzip}
+		b.log.Debug("build layer", "dir", dir, "size", size, "took", time.Since(t0))
+	}()
+	return l
+}
+
+// finish waits for the layers still being written, makes this build's layer directories durable
+// (the step mounts are volatile: one syncfs here instead of one per step) and records their cache
+// entries, also after a failed build, for the steps that completed.
+func (b *builder) finish() error {
+	if len(b.entries) == 0 {
+		return nil
+	}
+	var errs []error
+	keys := make([]string, 0, len(b.entries))
+	for k, l := range b.entries {
+		if _, err := l.wait(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if d, err := os.Open(b.dir); err == nil {
+		err = unix.Syncfs(int(d.Fd()))
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("build cache: sync: %w", err)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := b.cache.put(k, b.entries[k].e); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // matchRoot gives the upper directory the owner and mode of the lower root: overlay shows the
@@ -717,14 +808,19 @@ func matchRoot(upper, lower string) error {
 }
 
 // apply adds a step's result to the stage.
-func (b *builder) apply(s *stage, c instructions.Command, key string, e *cacheEntry) {
+func (b *builder) apply(s *stage, c instructions.Command, key string, l *layerRef) {
 	s.key = key
-	if !e.Empty {
-		s.lowers = append(s.lowers, b.cache.layerDir(key))
-		s.layers = append(s.layers, ocispec.Descriptor{MediaType: e.MediaType, Digest: digest.Digest(e.Digest), Size: e.Size})
-		s.img.RootFS.DiffIDs = append(s.img.RootFS.DiffIDs, digest.Digest(e.DiffID))
+	empty := false
+	select {
+	case <-l.done:
+		empty = l.e.Empty
+	default:
 	}
-	b.history(s, c, e.Empty)
+	if !empty {
+		s.lowers = append(s.lowers, b.cache.layerDir(key))
+		s.layers = append(s.layers, l)
+	}
+	b.history(s, c, empty)
 }
 
 // rootOf returns a read-only mount of the stage's rootfs (for COPY --from).
@@ -751,8 +847,15 @@ func (b *builder) commit(ctx context.Context, s *stage) error {
 	img := s.img
 	img.Created = timePtr(b.now())
 	img.RootFS.Type = "layers"
-	if img.RootFS.DiffIDs == nil {
-		img.RootFS.DiffIDs = []digest.Digest{}
+	img.RootFS.DiffIDs = []digest.Digest{}
+	layers := []ocispec.Descriptor{}
+	for _, l := range s.layers {
+		e, err := l.wait()
+		if err != nil {
+			return err
+		}
+		img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, digest.Digest(e.DiffID))
+		layers = append(layers, ocispec.Descriptor{MediaType: e.MediaType, Digest: digest.Digest(e.Digest), Size: e.Size})
 	}
 	if img.OS == "" {
 		img.OS, img.Architecture, img.Variant = b.platform.OS, b.platform.Architecture, b.platform.Variant
@@ -764,10 +867,6 @@ func (b *builder) commit(ctx context.Context, s *stage) error {
 	names := b.o.Tags
 	if len(names) == 0 {
 		names = []string{"localhost/knast-build-" + shortDigest(digest.FromBytes(raw).String())}
-	}
-	layers := s.layers
-	if layers == nil {
-		layers = []ocispec.Descriptor{}
 	}
 	plat := image.Platform{OS: img.OS, Architecture: img.Architecture, Variant: img.Variant}
 	md, err := b.st.Commit(ctx, image.CommitOptions{Names: names, Config: raw, Layers: layers, Platform: plat.String(), Created: *img.Created})

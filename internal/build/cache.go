@@ -67,28 +67,44 @@ func (c stepCache) put(key string, e cacheEntry) error {
 	return nil
 }
 
-// adopt moves a finished upper directory to the step's layer directory. When a concurrent build got
-// there first, its directory (the same step's result) is kept and ours removed.
+// adopt moves a finished upper directory to the step's layer directory. A directory already there
+// (a --no-cache rebuild, or a concurrent build of the same step) is moved to the trash first, which
+// sweep empties.
 func (c stepCache) adopt(key, upper string) (string, error) {
 	dst := c.layerDir(key)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return "", fmt.Errorf("build cache: %w", err)
 	}
-	if err := os.Rename(upper, dst); err != nil {
-		if !errors.Is(err, fs.ErrExist) && !errors.Is(err, os.ErrExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+	err := os.Rename(upper, dst)
+	if err != nil && (errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY)) {
+		trash := filepath.Join(c.dir, "trash")
+		if err := os.MkdirAll(trash, 0o700); err != nil {
 			return "", fmt.Errorf("build cache: %w", err)
 		}
-		// A --no-cache rebuild replaces the step's old directory.
-		old := dst + ".old-" + filepath.Base(filepath.Dir(upper))
-		if err := os.Rename(dst, old); err != nil {
+		old, terr := os.MkdirTemp(trash, "layer-")
+		if terr != nil {
+			return "", fmt.Errorf("build cache: %w", terr)
+		}
+		if err := os.Rename(dst, filepath.Join(old, "dir")); err != nil {
 			return "", fmt.Errorf("build cache: %w", err)
 		}
-		if err := os.Rename(upper, dst); err != nil {
-			return "", fmt.Errorf("build cache: %w", err)
-		}
-		os.RemoveAll(old)
+		err = os.Rename(upper, dst)
+	}
+	if err != nil {
+		return "", fmt.Errorf("build cache: %w", err)
 	}
 	return dst, nil
+}
+
+// sweep removes what adopt put in the trash (in the background of a build: it only costs disk time).
+func (c stepCache) sweep() {
+	ents, err := os.ReadDir(filepath.Join(c.dir, "trash"))
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		os.RemoveAll(filepath.Join(c.dir, "trash", e.Name()))
+	}
 }
 
 // hashKey derives a cache key from its parts.

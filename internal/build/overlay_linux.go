@@ -16,8 +16,10 @@ import (
 )
 
 // mountOverlay mounts an overlay of lowers (lowest first) on target: writable into upper (with
-// work) or, when upper is "", read-only. index, redirect_dir and metacopy stay off so the upper
-// directory holds plain files, whiteouts and opaque directories only: a layer.
+// work) or, when upper is "", read-only. index and redirect_dir stay off so the upper directory
+// holds plain files, whiteouts and opaque directories only: a layer. A writable mount is volatile
+// (no syncs of the upper filesystem per step): the build syncs once at its end, before it records
+// the steps in the cache.
 func mountOverlay(lowers []string, upper, work, target string) error {
 	if len(lowers) == 0 {
 		return errors.New("overlay: no lower directory")
@@ -34,6 +36,9 @@ func mountOverlay(lowers []string, upper, work, target string) error {
 		opts += ",upperdir=" + upper + ",workdir=" + work
 	}
 	opts += ",index=off,redirect_dir=off"
+	if upper != "" {
+		opts += ",volatile"
+	}
 	var flags uintptr
 	if upper == "" {
 		flags = unix.MS_RDONLY
@@ -61,6 +66,9 @@ func mountOverlayFsconfig(top []string, upper, work, target string) error {
 		}
 		if err := unix.FsconfigSetString(fd, "workdir", work); err != nil {
 			return fmt.Errorf("overlay workdir: %w", err)
+		}
+		if err := unix.FsconfigSetFlag(fd, "volatile"); err != nil {
+			return fmt.Errorf("overlay volatile: %w", err)
 		}
 	}
 	for _, o := range []string{"index", "redirect_dir"} {
