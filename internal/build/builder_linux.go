@@ -64,12 +64,12 @@ type stage struct {
 	idx    int
 	name   string
 	img    dockerspec.DockerOCIImage
-	lowers []string             // layer directories, lowest first
+	lowers []string    // layer directories, lowest first
 	layers []*layerRef // the image's layers, lowest first (img.RootFS.DiffIDs is filled at commit)
-	key    string               // cache key of everything so far
-	args   *vars                // ARGs declared in the stage
-	cmdSet bool                 // CMD was set in this stage (ENTRYPOINT then keeps it)
-	root   string               // read-only mount of the finished rootfs, for COPY --from
+	key    string      // cache key of everything so far
+	args   *vars       // ARGs declared in the stage
+	cmdSet bool        // CMD was set in this stage (ENTRYPOINT then keeps it)
+	root   string      // read-only mount of the finished rootfs, for COPY --from
 }
 
 // Build builds the Dockerfile of o and stores the image.
