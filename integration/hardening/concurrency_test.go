@@ -20,6 +20,7 @@ var cleanErrors = []*regexp.Regexp{
 	regexp.MustCompile(`^knast: container "?[\w-]+"?: does not exist$`),
 	regexp.MustCompile(`^knast: container "?[\w-]+"?: already exists$`),
 	regexp.MustCompile(`^knast: container [\w-]+: container not running$`),
+	regexp.MustCompile(`^knast: container [\w-]+: init exited before start: container not running$`),
 	regexp.MustCompile(`^knast: cannot start a container that is (stopped|running|paused|creating): invalid state$`),
 	regexp.MustCompile(`^knast: cannot exec in a (stopped|paused|creating) container [\w-]+: container not running$`),
 	regexp.MustCompile(`^knast: cannot delete container [\w-]+ that is not stopped: (running|paused|creating)$`),
