@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/knast/knast/internal/testutil"
 )
 
 // cleanErrors are the named state errors a client may get when another one got there first; any
@@ -111,13 +113,25 @@ func TestConcurrentClients(t *testing.T) {
 			len(bad), strings.Join(bad[:min(len(bad), 8)], "\n"))
 	}
 	ids := strings.Fields(e.must("list", "-q"))
+	live := 0
 	for _, id := range ids {
 		r := e.run("state", id)
 		if r.code != 0 {
 			t.Errorf("listed container %s has no readable state: %s", id, r)
 		} else if msg := checkState(r.stdout, id); msg != "" {
 			t.Error(msg)
+		} else if strings.Contains(r.stdout, `"running"`) || strings.Contains(r.stdout, `"created"`) {
+			live++
 		}
+	}
+	// The leak checker must see what is still there, or its clean result below would mean nothing.
+	if now, err := testutil.TakeSnapshot(e.scope()); err == nil && live > 0 {
+		seen := strings.Join(e.before.Leaks(now), "\n")
+		if !strings.Contains(seen, "process: ") || !strings.Contains(seen, "cgroup: ") || !strings.Contains(seen, "state entry: ") {
+			t.Errorf("%d live containers, but the leak snapshot sees:\n%s", live, seen)
+		}
+	}
+	for _, id := range ids {
 		e.must("delete", "--force", id)
 	}
 	if leaks := e.leaks(); len(leaks) > 0 {

@@ -206,6 +206,9 @@ func crashPull(t *testing.T, want int) {
 		}
 		what := fmt.Sprintf("pull killed after %v", delay)
 		checkStore(t, e.storage, true) // partial downloads may stay for a resume
+		if r := e.run("images", "--format", "json"); r.code != 0 || !json.Valid([]byte(r.stdout)) {
+			t.Errorf("%s: the names database does not list: %s", what, r)
+		}
 		if r := e.run(pull...); r.code != 0 {
 			t.Errorf("%s: rerun: %s", what, r)
 		}
