@@ -22,6 +22,7 @@ targets="
 ./internal/image FuzzLoadArchive
 ./internal/image/unpack FuzzApply
 ./internal/image/unpack FuzzApplyEntries
+./internal/build FuzzDockerfile
 "
 
 log=$(mktemp)
