@@ -245,22 +245,23 @@ func TestBuildErrorsNameTheLine(t *testing.T) {
 	cases := []struct {
 		name, dockerfile string
 		want             []string
+		args             []string
 	}{
-		{"unknown instruction", "FROM " + baseImage + "\nFROBNICATE now\n", []string{"Dockerfile:2: unknown instruction: FROBNICATE"}},
-		{"RUN --mount", "FROM " + baseImage + "\nRUN true\nRUN --mount=type=cache,target=/c true\n", []string{"STEP 3/3 (Dockerfile:3)", "RUN --mount is not supported"}},
-		{"COPY missing", "FROM " + baseImage + "\nCOPY nothere /x\n", []string{"(Dockerfile:2)", "nothere: no such file or directory in the build context"}},
-		{"bad chown user", "FROM " + baseImage + "\nCOPY --chown=nobody-here Dockerfile /x\n", []string{"(Dockerfile:2)", `no user "nobody-here"`}},
-		{"ADD unreachable URL", "FROM " + baseImage + "\nADD http://127.0.0.1:1/file.txt /x\n", []string{"(Dockerfile:2)", "ADD http://127.0.0.1:1/file.txt: cannot fetch the URL", "connection refused"}},
-		{"RUN as an unknown user", "FROM " + baseImage + "\nUSER ghost\nRUN true\n", []string{"(Dockerfile:3)", "ghost"}},
-		{"no target", "FROM " + baseImage + " AS a\n", []string{"--target nope: no such stage"}},
+		{"unknown instruction", "FROM " + baseImage + "\nFROBNICATE now\n", []string{"Dockerfile:2: unknown instruction: FROBNICATE"}, nil},
+		{"RUN --mount", "FROM " + baseImage + "\nRUN true\nRUN --mount=type=cache,target=/c true\n", []string{"STEP 3/3 (Dockerfile:3)", "RUN --mount is not supported"}, nil},
+		{"COPY missing", "FROM " + baseImage + "\nCOPY nothere /x\n", []string{"(Dockerfile:2)", "nothere: no such file or directory in the build context"}, nil},
+		{"bad chown user", "FROM " + baseImage + "\nCOPY --chown=nobody-here Dockerfile /x\n", []string{"(Dockerfile:2)", `no user "nobody-here"`}, nil},
+		{"ADD unreachable URL", "FROM " + baseImage + "\nADD http://127.0.0.1:1/file.txt /x\n", []string{"(Dockerfile:2)", "ADD http://127.0.0.1:1/file.txt: cannot fetch the URL", "connection refused"}, nil},
+		{"RUN as an unknown user", "FROM " + baseImage + "\nUSER ghost\nRUN true\n", []string{"(Dockerfile:3)", "ghost"}, nil},
+		{"no target", "FROM " + baseImage + " AS a\n", []string{"--target nope: no such stage"}, []string{"--target", "nope"}},
+		{"network name", "FROM " + baseImage + "\n", []string{"--network bridge0: only host and none are supported"}, []string{"--network", "bridge0"}},
+		{"output type", "FROM " + baseImage + "\n", []string{`--output: type "docker" is not supported`}, []string{"--output", "type=docker,dest=x"}},
+		{"foreign platform", "FROM " + baseImage + "\nRUN true\n", []string{"(Dockerfile:1)", "arm64"}, []string{"--platform", "linux/arm64"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writeContext(t, map[string]string{"Dockerfile": tc.dockerfile})
-			args := []string{"build", dir}
-			if tc.name == "no target" {
-				args = []string{"build", "--target", "nope", dir}
-			}
+			args := append(append([]string{"build"}, tc.args...), dir)
 			out, err := knast(t, args...)
 			if err == nil {
 				t.Fatalf("built:\n%s", out)

@@ -219,6 +219,7 @@ EOF
 ADD archive.tar.gz /unpacked/
 ADD --chmod=0644 ` + url + ` /downloads/
 ADD ` + url + ` /renamed.txt
+COPY --from=` + baseImage + ` /opt/data/sub/b /from-image.txt
 FROM base AS unused
 RUN exit 1
 FROM base
@@ -247,6 +248,7 @@ CMD ["cat", "/heredoc.txt"]
 	wantFile(t, img.rootfs, "downloads/remote.txt", "remote content\n")
 	wantMode(t, img.rootfs, "downloads/remote.txt", 0o644)
 	wantMode(t, img.rootfs, "renamed.txt", 0o600)
+	wantFile(t, img.rootfs, "from-image.txt", "opt/data/sub/b\n")
 	if _, err := os.Stat(filepath.Join(img.rootfs, "dev/pipes")); err == nil {
 		t.Errorf("the heredoc script's mount point is in the image")
 	}

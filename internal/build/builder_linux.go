@@ -371,7 +371,11 @@ func (b *builder) imageStage(ctx context.Context, ref, platform string) (*stage,
 	img, err := b.st.Resolve(ctx, ref, plat)
 	if errors.Is(err, image.ErrUnknownImage) || errors.Is(err, image.ErrPlatform) {
 		b.printf("Pulling %s\n", ref)
+		resolveErr := err
 		img, err = b.st.Pull(ctx, ref, image.PullOptions{Platform: plat, Insecure: b.o.Insecure, Progress: b.out})
+		if err != nil && errors.Is(resolveErr, image.ErrPlatform) {
+			err = fmt.Errorf("%v; pulling it: %w", resolveErr, err)
+		}
 	}
 	if err != nil {
 		return nil, err
