@@ -117,6 +117,7 @@ func TestBundleFromRegistry(t *testing.T) {
 	if r := w.knast("bundle", ref, dir2); r.code != 0 {
 		t.Fatalf("bundle from the store: %s", r)
 	}
+	t.Cleanup(func() { w.cleanupBundle(dir2) })
 	cfg1, _ := os.ReadFile(filepath.Join(dir, "config.json"))
 	cfg2, _ := os.ReadFile(filepath.Join(dir2, "config.json"))
 	if string(cfg1) != string(cfg2) {

@@ -108,59 +108,96 @@ func (w *regWorld) must(r cmdResult) string {
 func (w *regWorld) startRegistry(user, pass string) string {
 	t := w.t
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: knast-test\n", filepath.Join(dir, "data"), addr)
+	auth := ""
 	if user != "" {
 		hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
 		if err != nil {
 			t.Fatal(err)
 		}
-		htp := filepath.Join(dir, "htpasswd")
+		htp := filepath.Join(t.TempDir(), "htpasswd")
 		if err := os.WriteFile(htp, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: knast-test\n    path: %s\n", htp)
+		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: knast-test\n    path: %s\n", htp)
 	}
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
+	return w.newRegistryProc(freeAddr(t), auth).addr
+}
+
+// freeAddr returns a loopback address no one listens on (for a moment).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("docker-registry", "serve", cfgPath)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// registryProc is one docker-registry process; restart brings it back on the same address and data.
+type registryProc struct {
+	t       *testing.T
+	addr    string
+	cfgPath string
+	logPath string
+	cmd     *exec.Cmd
+}
+
+// newRegistryProc starts docker-registry on addr with the auth section auth (YAML, may be empty).
+func (w *regWorld) newRegistryProc(addr, auth string) *registryProc {
+	t := w.t
+	t.Helper()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: knast-test\n", filepath.Join(dir, "data"), addr)
+	p := &registryProc{t: t, addr: addr, cfgPath: filepath.Join(dir, "config.yml"), logPath: filepath.Join(dir, "registry.log")}
+	if err := os.WriteFile(p.cfgPath, []byte(cfg+auth), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.kill)
+	p.start()
+	return p
+}
+
+func (p *registryProc) start() {
+	t := p.t
+	t.Helper()
+	logf, err := os.OpenFile(p.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("docker-registry", "serve", p.cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-	})
+	p.cmd = cmd
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
+		resp, err := http.Get("http://" + p.addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				return addr
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("docker-registry on %s did not answer: %v\n%s", addr, err, log)
+			log, _ := os.ReadFile(p.logPath)
+			t.Fatalf("docker-registry on %s did not answer: %v\n%s", p.addr, err, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// kill stops the registry with SIGKILL (idempotent).
+func (p *registryProc) kill() {
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+	p.cmd = nil
 }
 
 // busyboxArchive writes an OCI archive of a busybox-static rootfs named ref and returns its path.

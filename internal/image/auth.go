@@ -155,7 +155,7 @@ func registryError(registry, what string, err error) error {
 		}
 		switch {
 		case auth:
-			return fmt.Errorf("%s: %w (log in with `knast login %s`): %w", prefix, ErrAuth, registry, err)
+			return fmt.Errorf("%s: %w (HTTP %d; log in with `knast login %s`): %w", prefix, ErrAuth, te.StatusCode, registry, err)
 		case unknown:
 			return fmt.Errorf("%s: %w: %w", prefix, ErrUnknownImage, err)
 		}
