@@ -23,6 +23,8 @@ targets="
 ./internal/image/unpack FuzzApply
 ./internal/image/unpack FuzzApplyEntries
 ./internal/build FuzzDockerfile
+./internal/cni FuzzParseConfig
+./internal/network FuzzParsePortMapping
 "
 
 log=$(mktemp)
