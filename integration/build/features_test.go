@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -202,6 +203,8 @@ func TestBuildFeatures(t *testing.T) {
 		"Dockerfile": `
 FROM ` + parent + ` AS base
 SHELL ["/bin/sh", "-ec"]
+ARG TARGETARCH
+RUN echo "$TARGETARCH" > /arch.txt
 RUN <<EOF
 echo one > /heredoc.txt
 echo two >> /heredoc.txt
@@ -249,6 +252,7 @@ CMD ["cat", "/heredoc.txt"]
 	wantMode(t, img.rootfs, "downloads/remote.txt", 0o644)
 	wantMode(t, img.rootfs, "renamed.txt", 0o600)
 	wantFile(t, img.rootfs, "from-image.txt", "opt/data/sub/b\n")
+	wantFile(t, img.rootfs, "arch.txt", runtime.GOARCH+"\n")
 	if _, err := os.Stat(filepath.Join(img.rootfs, "dev/pipes")); err == nil {
 		t.Errorf("the heredoc script's mount point is in the image")
 	}

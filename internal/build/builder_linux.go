@@ -167,7 +167,9 @@ func (b *builder) printf(format string, args ...any) { fmt.Fprintf(b.out, format
 func (b *builder) run(ctx context.Context) (*Result, error) {
 	t0 := time.Now()
 	var err error
-	if b.meta, err = b.df.evalMetaArgs(b.o.BuildArgs, b.used); err != nil {
+	hostPlat := image.HostPlatform()
+	target := platformArgs{b.platform.OS, b.platform.Architecture, b.platform.Variant}
+	if b.meta, err = b.df.evalMetaArgs(b.o.BuildArgs, b.used, target, platformArgs{hostPlat.OS, hostPlat.Architecture, hostPlat.Variant}); err != nil {
 		return nil, err
 	}
 	order, steps, err := b.df.plan(b.o.Target, b.meta)

@@ -37,7 +37,7 @@ func FuzzDockerfile(f *testing.F) {
 		if k, v, ok := strings.Cut(buildArg, "="); ok {
 			args[k] = v
 		}
-		meta, err := df.evalMetaArgs(args, map[string]bool{})
+		meta, err := df.evalMetaArgs(args, map[string]bool{}, platformArgs{"linux", "amd64", ""}, platformArgs{"linux", "amd64", ""})
 		if err != nil {
 			return
 		}

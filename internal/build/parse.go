@@ -116,8 +116,11 @@ func (v *vars) sorted() []string {
 
 // metaArgs evaluates the ARGs before the first FROM with the build args; used records which build
 // args something consumed.
-func (d *dockerfile) evalMetaArgs(buildArgs map[string]string, used map[string]bool) (*vars, error) {
+func (d *dockerfile) evalMetaArgs(buildArgs map[string]string, used map[string]bool, platform, host platformArgs) (*vars, error) {
 	meta := newVars()
+	// BuildKit's automatic platform ARGs: global, and visible in a stage once it declares them.
+	platform.set(meta, "TARGET")
+	host.set(meta, "BUILD")
 	for _, a := range d.metaArgs {
 		for _, kv := range a.Args {
 			if v, ok := buildArgs[kv.Key]; ok {
@@ -285,3 +288,20 @@ func expandPorts(p string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// platformArgs are the parts of a platform for the automatic TARGET* and BUILD* ARGs.
+type platformArgs struct{ OS, Arch, Variant string }
+
+func (p platformArgs) set(v *vars, prefix string) {
+	full := p.OS + "/" + p.Arch
+	if p.Variant != "" {
+		full += "/" + p.Variant
+	}
+	v.Set(prefix+"PLATFORM", full)
+	v.Set(prefix+"OS", p.OS)
+	v.Set(prefix+"ARCH", p.Arch)
+	v.Set(prefix+"VARIANT", p.Variant)
+}
+
+// proxyArgs are Docker's predefined ARGs: a --build-arg sets them for RUN without an ARG line.
+var proxyArgs = []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}

@@ -57,7 +57,7 @@ COPY --from=other /z /z
 		wantErr   string
 		meta      map[string]string
 	}{
-		{name: "last stage", order: []int{0, 2, 3, 4}, steps: 2 + 2 + 1 + 3, meta: map[string]string{"BASE": "alpine"}},
+		{name: "last stage", order: []int{0, 2, 3, 4}, steps: 2 + 2 + 1 + 3, meta: map[string]string{"BASE": "alpine", "TARGETPLATFORM": "linux/arm64/v8", "TARGETARCH": "arm64", "BUILDOS": "linux", "BUILDPLATFORM": "linux/amd64"}},
 		{name: "target by name", target: "build", order: []int{0, 2}, steps: 4},
 		{name: "target any case", target: "TOOLS", order: []int{0}, steps: 2},
 		{name: "target by index", target: "1", order: []int{1}, steps: 2},
@@ -67,7 +67,7 @@ COPY --from=other /z /z
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			used := map[string]bool{}
-			meta, err := df.evalMetaArgs(tc.buildArgs, used)
+			meta, err := df.evalMetaArgs(tc.buildArgs, used, platformArgs{"linux", "arm64", "v8"}, platformArgs{"linux", "amd64", ""})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -32,7 +32,7 @@ import (
 )
 
 // runEnv is the environment of a RUN: the stage's ENV and, under it, the ARGs in scope.
-func runEnv(s *stage) []string {
+func (b *builder) runEnv(s *stage) []string {
 	env := append([]string(nil), s.img.Config.Env...)
 	have := map[string]bool{}
 	for _, e := range env {
@@ -42,6 +42,13 @@ func runEnv(s *stage) []string {
 	for _, k := range s.args.keys {
 		if !have[k] {
 			env = append(env, k+"="+s.args.m[k])
+			have[k] = true
+		}
+	}
+	for _, k := range proxyArgs {
+		if v, ok := b.o.BuildArgs[k]; ok && !have[k] {
+			b.used[k] = true
+			env = append(env, k+"="+v)
 		}
 	}
 	return env
@@ -58,7 +65,7 @@ func (b *builder) runInstruction(ctx context.Context, s *stage, c *instructions.
 	if err != nil {
 		return err
 	}
-	env := runEnv(s)
+	env := b.runEnv(s)
 	keyEnv := append([]string(nil), env...)
 	sort.Strings(keyEnv)
 	key, _ := json.Marshal(struct {
