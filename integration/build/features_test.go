@@ -278,3 +278,26 @@ CMD ["cat", "/heredoc.txt"]
 	}
 	knast(t, "image", "rm", tgt)
 }
+
+// RUN's network: none leaves the step only its loopback, host shares the host's interfaces.
+func TestBuildNetwork(t *testing.T) {
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + baseImage + "\nRUN test \"$(grep -c : /proc/net/dev)\" -eq 1\n"})
+	cases := []struct {
+		network string
+		wantErr bool
+	}{
+		{"none", false},
+		{"host", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.network, func(t *testing.T) {
+			out, err := knast(t, "build", "--no-cache", "--network", tc.network, dir)
+			if (err != nil) != tc.wantErr {
+				t.Errorf("--network %s: err %v, want error %v\n%s", tc.network, err, tc.wantErr, out)
+			}
+			if tc.wantErr && !strings.Contains(out, "exited with status 1") {
+				t.Errorf("--network %s: %s", tc.network, out)
+			}
+		})
+	}
+}
