@@ -301,3 +301,25 @@ func TestBuildNetwork(t *testing.T) {
 		})
 	}
 }
+
+// SOURCE_DATE_EPOCH makes the image reproducible: a rebuild from the cache is the same image.
+func TestBuildSourceDateEpoch(t *testing.T) {
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + baseImage + "\nRUN echo x > /x\nENV A=1\n"})
+	ref := "localhost/knast-build-it/epoch:latest"
+	t.Cleanup(func() { knast(t, "image", "rm", ref) })
+	var ids []string
+	for i := 0; i < 2; i++ {
+		out, err := knast(t, "build", "-q", "-t", ref, "--build-arg", "SOURCE_DATE_EPOCH=1000000000", dir)
+		if err != nil {
+			t.Fatalf("build: %v\n%s", err, out)
+		}
+		ids = append(ids, strings.TrimSpace(out))
+	}
+	if ids[0] != ids[1] || !strings.HasPrefix(ids[0], "sha256:") {
+		t.Errorf("image IDs %q: want one and the same", ids)
+	}
+	img := knastImage(t, ref)
+	if img.cfg.Created == nil || img.cfg.Created.Unix() != 1000000000 {
+		t.Errorf("created %v, want the epoch 1000000000", img.cfg.Created)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +58,7 @@ type builder struct {
 	jobs    map[string]*layerRef
 	entries map[string]*layerRef
 	slots   chan struct{}
+	epoch   time.Time
 }
 
 // stage is the state of one build stage (or of an image COPY --from reads).
@@ -149,6 +151,18 @@ func newBuilder(o Options) (*builder, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("build: %w", err)
 		}
+	}
+	// The lower of scratch stages: its mode is the mode of their "/".
+	if err := os.Chmod(filepath.Join(b.dir, "empty"), 0o755); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	if v, ok := o.BuildArgs["SOURCE_DATE_EPOCH"]; ok {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || sec < 0 {
+			return nil, fmt.Errorf("--build-arg SOURCE_DATE_EPOCH=%s: not a count of seconds", v)
+		}
+		b.epoch = time.Unix(sec, 0).UTC()
+		b.used["SOURCE_DATE_EPOCH"] = true
 	}
 	return b, nil
 }
@@ -498,7 +512,14 @@ func (b *builder) history(s *stage, c instructions.Command, empty bool) {
 	})
 }
 
-func (b *builder) now() time.Time { return time.Now().UTC() }
+// now is the time recorded in the config and history: SOURCE_DATE_EPOCH when given, for
+// reproducible images.
+func (b *builder) now() time.Time {
+	if !b.epoch.IsZero() {
+		return b.epoch
+	}
+	return time.Now().UTC()
+}
 
 func timePtr(t time.Time) *time.Time { return &t }
 

@@ -150,6 +150,10 @@ func writeLayer(w io.Writer, dir string) error {
 			parent, base := filepath.Split(rel)
 			return tw.WriteHeader(&tar.Header{Name: parent + whiteoutPrefix + base, Typeflag: tar.TypeReg, Mode: 0, Format: tar.FormatPAX})
 		}
+		if st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+			// A socket a RUN step left behind (a daemon's) cannot be in a layer; Docker skips them too.
+			return nil
+		}
 		hdr, err := tarHeader(p, rel, &st)
 		if err != nil {
 			return err
@@ -225,8 +229,6 @@ func tarHeader(p, rel string, st *unix.Stat_t) (*tar.Header, error) {
 		hdr.Typeflag = tar.TypeBlock
 	case unix.S_IFIFO:
 		hdr.Typeflag = tar.TypeFifo
-	case unix.S_IFSOCK:
-		return nil, fmt.Errorf("layer: %s is a socket, which a layer cannot hold", rel)
 	}
 	if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
 		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
