@@ -323,3 +323,29 @@ func TestBuildSourceDateEpoch(t *testing.T) {
 		t.Errorf("created %v, want the epoch 1000000000", img.cfg.Created)
 	}
 }
+
+// The mountpoints a RUN container needs (/etc/hosts, /etc/resolv.conf through a dangling symlink,
+// /proc, ...) are made by the runtime but never end up in a layer.
+func TestBuildRunLeavesNoMountpoints(t *testing.T) {
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + baseImage + " AS base\nRUN mkdir /out && ln -s ../run/resolve/stub.conf /out/resolv.conf && cp /etc/passwd /etc/group /out/\nFROM scratch\nCOPY --from=base /bin /bin\nCOPY --from=base /out/ /etc/\nRUN true\n"})
+	ref := "localhost/knast-build-it/mountpoints:latest"
+	if out, err := knast(t, "build", "-t", ref, dir); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { knast(t, "image", "rm", ref) })
+	img := knastImage(t, ref)
+	if img.layers != 2 {
+		t.Errorf("%d layers, want 2 (RUN true changes nothing)", img.layers)
+	}
+	if h := img.cfg.History; len(h) == 0 || !h[len(h)-1].EmptyLayer {
+		t.Errorf("the last step is not an empty layer: %+v", h)
+	}
+	if l, err := os.Readlink(filepath.Join(img.rootfs, "etc/resolv.conf")); err != nil || l != "../run/resolve/stub.conf" {
+		t.Errorf("/etc/resolv.conf -> %q (%v)", l, err)
+	}
+	for _, p := range []string{"run", "etc/hosts", "proc", "sys", "dev"} {
+		if _, err := os.Lstat(filepath.Join(img.rootfs, p)); err == nil {
+			t.Errorf("/%s is in the image", p)
+		}
+	}
+}

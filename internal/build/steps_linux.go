@@ -135,6 +135,9 @@ func (b *builder) runContainer(ctx context.Context, s *stage, rootfs, upper stri
 		sp.Mounts = append(sp.Mounts, specs.Mount{Destination: "/dev/pipes", Type: "bind", Source: dir, Options: []string{"rbind", "ro"}})
 	}
 	missing := missingMountpoints(rootfs, sp.Mounts)
+	if err := makeFilePlaceholders(ctx, rootfs, missing); err != nil {
+		return err
+	}
 
 	bundle := filepath.Join(b.tmp, fmt.Sprintf("run-%d", n))
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
@@ -195,10 +198,17 @@ func (b *builder) runContainer(ctx context.Context, s *stage, rootfs, upper stri
 	return nil
 }
 
-// missingMountpoints returns the mount destinations (relative) the rootfs lacks: the runtime creates
-// them, and they must not end up in the layer.
-func missingMountpoints(rootfs string, mounts []specs.Mount) []string {
-	var out []string
+// placeholder is a mount destination the rootfs lacks: the runtime creates it (and the missing
+// directories above it) for the mount, and none of that may end up in the layer.
+type placeholder struct {
+	rel     string   // the destination, symlinks resolved inside the rootfs
+	created []string // its missing ancestors, deepest first
+	file    bool     // a bind mount of a file: we make the mountpoint, the runtime only makes dirs
+}
+
+// missingMountpoints returns the placeholders the runtime will create for mounts.
+func missingMountpoints(rootfs string, mounts []specs.Mount) []placeholder {
+	var out []placeholder
 	for _, m := range mounts {
 		rel := strings.TrimPrefix(path.Clean("/"+m.Destination), "/")
 		if rel == "" || strings.HasPrefix(rel, "dev/") || strings.HasPrefix(rel, "proc/") || strings.HasPrefix(rel, "sys/") {
@@ -208,29 +218,78 @@ func missingMountpoints(rootfs string, mounts []specs.Mount) []string {
 		if err != nil {
 			continue
 		}
-		if _, err := os.Lstat(p); err != nil {
-			out = append(out, rel)
+		if _, err := os.Lstat(p); err == nil {
+			continue
 		}
+		ph := placeholder{rel: strings.TrimPrefix(strings.TrimPrefix(p, rootfs), "/")}
+		if fi, err := os.Stat(m.Source); err == nil && m.Type == "bind" && fi.Mode().IsRegular() {
+			ph.file = true
+		}
+		for d := path.Dir(ph.rel); d != "." && d != "/"; d = path.Dir(d) {
+			if _, err := os.Lstat(filepath.Join(rootfs, d)); err == nil {
+				break
+			}
+			ph.created = append(ph.created, d)
+		}
+		out = append(out, ph)
 	}
 	return out
 }
 
-// removePlaceholders deletes from upper the empty mountpoints the runtime created, and the parent
-// directories that were copied up only to hold them.
-func removePlaceholders(upper string, missing []string, lowers []string) error {
-	for _, rel := range missing {
-		p := filepath.Join(upper, rel)
+// makeFilePlaceholders creates the empty files file bind mounts need (inside the rootfs, through
+// its symlinks, as the mount will resolve them).
+func makeFilePlaceholders(ctx context.Context, rootfs string, missing []placeholder) error {
+	var files []placeholder
+	for _, ph := range missing {
+		if ph.file {
+			files = append(files, ph)
+		}
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	cp, err := newCopier(ctx, rootfs)
+	if err != nil {
+		return err
+	}
+	for _, ph := range files {
+		if err = cp.writeFile("/"+ph.rel, strings.NewReader(""), 0o644, time.Time{}, copyOptions{}); err != nil {
+			break
+		}
+	}
+	if cerr := cp.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("mountpoint: %w", err)
+	}
+	return nil
+}
+
+// removePlaceholders deletes from upper the empty mountpoints the runtime created, the directories
+// it made for them, and the parent directories that were copied up only to hold them.
+func removePlaceholders(upper string, missing []placeholder, lowers []string) error {
+	for _, ph := range missing {
+		p := filepath.Join(upper, ph.rel)
 		fi, err := os.Lstat(p)
 		if err != nil {
 			continue
 		}
 		if (fi.IsDir() && isEmpty(p)) || (fi.Mode().IsRegular() && fi.Size() == 0) {
 			if err := os.Remove(p); err != nil {
-				return fmt.Errorf("remove mountpoint %s: %w", rel, err)
+				return fmt.Errorf("remove mountpoint %s: %w", ph.rel, err)
 			}
 		}
-		for d := path.Dir(rel); d != "." && d != "/"; d = path.Dir(d) {
+		for _, d := range ph.created {
+			if q := filepath.Join(upper, d); isEmpty(q) {
+				os.Remove(q)
+			}
+		}
+		for d := path.Dir(ph.rel); d != "." && d != "/"; d = path.Dir(d) {
 			q := filepath.Join(upper, d)
+			if _, err := os.Lstat(q); err != nil {
+				continue
+			}
 			if !isEmpty(q) || !inLowers(lowers, d) {
 				break
 			}
