@@ -342,6 +342,9 @@ func (b *bench) cold(ctx context.Context, round int) error {
 	dir := filepath.Join(b.tmp, fmt.Sprintf("cold-%d", round))
 	storage, bundle := filepath.Join(dir, "storage"), filepath.Join(dir, "knast-bundle")
 	layout, ubundle := filepath.Join(dir, "layout"), filepath.Join(dir, "umoci-bundle")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
 	runs := []func() error{
 		func() error {
 			d, err := timed(ctx, b.knastArgs(storage, "bundle", "--tls-verify=false", b.ref, bundle))
@@ -375,6 +378,9 @@ func (b *bench) warmDir() string { return filepath.Join(b.tmp, "warm") }
 // prepareWarm fills a knast store (image and unpacked layers) and a skopeo layout once.
 func (b *bench) prepareWarm(ctx context.Context) error {
 	w := b.warmDir()
+	if err := os.MkdirAll(w, 0o700); err != nil {
+		return err
+	}
 	first := filepath.Join(w, "first")
 	if _, err := timed(ctx, b.knastArgs(filepath.Join(w, "storage"), "bundle", "--tls-verify=false", b.ref, first),
 		[]string{b.o.skopeo, "copy", "--quiet", "--src-tls-verify=false", "docker://" + b.ref, "oci:" + filepath.Join(w, "layout") + ":bench"}); err != nil {
