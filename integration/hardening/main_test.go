@@ -137,6 +137,8 @@ type env struct {
 	storage string
 	token   string
 	before  testutil.Snapshot
+	links   []string // network interface prefixes in the leak scope (newNetwork)
+	nft     []string // nft tables in the leak scope (newNetwork)
 }
 
 func newEnv(t *testing.T) *env {
@@ -170,6 +172,9 @@ func (e *env) scope() testutil.Scope {
 		Paths:   []string{e.dir},
 		Token:   e.token,
 		Cgroups: []string{testutil.KnastCgroupParent(e.root)},
+		// Without a network: no links or tables are watched (other suites' would be seen).
+		LinkPrefixes: e.links,
+		NftTables:    e.nft,
 	}
 }
 
