@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/signal"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -24,6 +26,7 @@ import (
 	"github.com/knast/knast/internal/container"
 	"github.com/knast/knast/internal/image"
 	"github.com/knast/knast/internal/image/unpack"
+	"github.com/knast/knast/internal/network"
 	"github.com/knast/knast/internal/spec"
 )
 
@@ -73,6 +76,10 @@ type imageBundleOptions struct {
 	Spec spec.FromImageOptions
 	// Mounts are added to the generated config (run's -v).
 	Mounts []specs.Mount
+	// Annotations are added to the generated config (run's --network and -p).
+	Annotations map[string]string
+	// HostNetwork leaves the container in the host's network namespace, with the host's resolv.conf.
+	HostNetwork bool
 }
 
 // imageBundle makes dir (absent or empty) a runtime bundle of the image ref: dir/rootfs and
@@ -145,11 +152,17 @@ func (a *app) imageBundle(ctx context.Context, ref, dir string, o imageBundleOpt
 		return fmt.Errorf("image %s: %w", img.Ref, err)
 	}
 	s.Mounts = append(s.Mounts, o.Mounts...)
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	maps.Copy(s.Annotations, o.Annotations)
 	if overlay {
-		if s.Annotations == nil {
-			s.Annotations = map[string]string{}
-		}
 		s.Annotations[image.OverlayAnnotation] = image.OverlayStateDir
+	}
+	if o.HostNetwork && s.Linux != nil {
+		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+			return ns.Type == specs.NetworkNamespace
+		})
 	}
 	// Like Docker, the working directory and the volumes exist even when no layer made them.
 	dirs := []string{s.Process.Cwd}
@@ -162,6 +175,11 @@ func (a *app) imageBundle(ctx context.Context, ref, dir string, o imageBundleOpt
 	}
 	if err := writeEtcFiles(rootfs, s.Hostname); err != nil {
 		return fmt.Errorf("image %s: %w", img.Ref, err)
+	}
+	if o.HostNetwork {
+		if err := writeNetworkEtc(rootfs, s.Hostname, nil); err != nil {
+			return fmt.Errorf("image %s: %w", img.Ref, err)
+		}
 	}
 	data, err := json.MarshalIndent(s, "", "\t")
 	if err != nil {
@@ -317,6 +335,21 @@ func mkdirsInRoot(rootfs string, dirs []string) error {
 // writeEtcFiles gives the container an /etc/hostname and an /etc/hosts naming itself, as Docker's
 // bind mounts do. The image's files (possibly symlinks) are replaced, never written through.
 func writeEtcFiles(rootfs, hostname string) error {
+	return writeRootfsFiles(rootfs, []rootfsFile{
+		{"etc/hostname", []byte(hostname + "\n")},
+		{"etc/hosts", []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n")},
+	})
+}
+
+// rootfsFile is one file writeRootfsFiles puts in place: name is relative to the rootfs.
+type rootfsFile struct {
+	name string
+	data []byte
+}
+
+// writeRootfsFiles replaces each file inside rootfs, resolving every path as if rootfs were "/": an
+// image's symlink (say /etc/hosts -> /host/file) never leads the write out of the root.
+func writeRootfsFiles(rootfs string, files []rootfsFile) error {
 	r, err := os.OpenRoot(rootfs)
 	if err != nil {
 		return err
@@ -324,10 +357,6 @@ func writeEtcFiles(rootfs, hostname string) error {
 	defer r.Close()
 	if err := r.MkdirAll("etc", 0o755); err != nil {
 		return fmt.Errorf("create /etc in the rootfs: %w", err)
-	}
-	files := []struct{ name, data string }{
-		{"etc/hostname", hostname + "\n"},
-		{"etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"},
 	}
 	for _, f := range files {
 		if err := r.Remove(f.name); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -337,7 +366,7 @@ func writeEtcFiles(rootfs, hostname string) error {
 		if err != nil {
 			return fmt.Errorf("create /%s in the rootfs: %w", f.name, err)
 		}
-		_, err = io.WriteString(w, f.data)
+		_, err = w.Write(f.data)
 		if cerr := w.Close(); err == nil {
 			err = cerr
 		}
@@ -361,6 +390,8 @@ type imageRunOptions struct {
 	volumes     []string
 	platform    string
 	tlsVerify   bool
+	network     string
+	publish     []string
 }
 
 // imageRunFlags adds the --image flags to run's flag set; runc's run flags keep their meaning.
@@ -376,6 +407,8 @@ func imageRunFlags(fs *pflag.FlagSet, o *imageRunOptions) {
 	fs.StringArrayVarP(&o.volumes, "volume", "v", nil, "with --image: bind mount SRC:DST[:ro]")
 	fs.StringVar(&o.platform, "platform", "", "with --image: os/arch[/variant] of the image")
 	fs.BoolVar(&o.tlsVerify, "tls-verify", true, "with --image: require HTTPS with a verified certificate when pulling")
+	fs.StringVar(&o.network, "network", "none", "with --image: none (loopback only), host, or a knast network NAME (default: the default network)")
+	fs.StringArrayVarP(&o.publish, "publish", "p", nil, "with --image and a network: publish [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]")
 }
 
 // checkImageRunFlags refuses --image flags given without --image, so they are not silently ignored.
@@ -383,7 +416,7 @@ func checkImageRunFlags(fs *pflag.FlagSet, o *imageRunOptions) error {
 	if o.image != "" {
 		return nil
 	}
-	for _, n := range []string{"rm", "name", "env", "workdir", "user", "tty", "interactive", "volume", "platform", "tls-verify"} {
+	for _, n := range []string{"rm", "name", "env", "workdir", "user", "tty", "interactive", "volume", "platform", "tls-verify", "network", "publish"} {
 		if fs.Changed(n) {
 			return fmt.Errorf("run: --%s needs --image", n)
 		}
@@ -433,6 +466,27 @@ func (a *app) runImage(ctx context.Context, args []string, ro container.RunOptio
 			return fmt.Errorf("run: --volume %s: %w", v, err)
 		}
 		bo.Mounts = append(bo.Mounts, m)
+	}
+	switch o.network {
+	case "none", "":
+		if len(o.publish) > 0 {
+			return errors.New("run: --publish needs --network NAME (a knast network; \"default\" for the default one)")
+		}
+	case "host":
+		if len(o.publish) > 0 {
+			return errors.New("run: --publish with --network host: the container already listens on the host's addresses")
+		}
+		bo.HostNetwork = true
+	default:
+		for _, p := range o.publish {
+			if _, err := network.ParsePortMapping(p); err != nil {
+				return fmt.Errorf("run: --publish %s: %w", p, err)
+			}
+		}
+		bo.Annotations = map[string]string{annNetwork: o.network, annEtc: "rootfs"}
+		if len(o.publish) > 0 {
+			bo.Annotations[annPorts] = strings.Join(o.publish, ",")
+		}
 	}
 	parent := filepath.Join(a.storage, "bundles")
 	if err := os.MkdirAll(parent, 0o700); err != nil {

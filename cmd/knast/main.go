@@ -41,7 +41,12 @@ type app struct {
 	log    *slog.Logger
 }
 
-func (a *app) manager() *container.Manager { return container.New(a.root, a.log) }
+// manager is the lifecycle under --root, attaching knast networks (under --storage) for bundles that ask.
+func (a *app) manager() *container.Manager {
+	m := container.New(a.root, a.log)
+	m.SetNetworker(newNetworker(a))
+	return m
+}
 
 // command is one verb of the command line.
 type command struct {

@@ -412,13 +412,17 @@ func (b *linuxBackend) destroy(ctx context.Context, rec *store.Container, s *spe
 	} else if err := cg.Destroy(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := b.unmountLeftovers(rec); err != nil {
+	if err := b.unmountLeftovers(rec, s); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-func (b *linuxBackend) unmountLeftovers(rec *store.Container) error {
+// unmountLeftovers detaches the container's mounts that are visible in knast's mount namespace: those
+// below the rootfs, and without a mount namespace also knast's bind of the rootfs onto itself. A mount
+// at the rootfs made before create (containerd's, podman's, a knast overlay bundle's) belongs to whoever
+// made it and stays.
+func (b *linuxBackend) unmountLeftovers(rec *store.Container, s *specs.Spec) error {
 	if rec.Rootfs == "" {
 		return nil
 	}
@@ -428,8 +432,17 @@ func (b *linuxBackend) unmountLeftovers(rec *store.Container) error {
 	}
 	// Deepest first, so parents are not busy.
 	for i := len(mounts) - 1; i >= 0; i-- {
+		if filepath.Clean(mounts[i].Mountpoint) == filepath.Clean(rec.Rootfs) {
+			continue
+		}
 		if err := unix.Unmount(mounts[i].Mountpoint, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
 			return fmt.Errorf("unmount %s: %w", mounts[i].Mountpoint, err)
+		}
+	}
+	if s != nil && s.Linux != nil && !hasNamespace(s.Linux.Namespaces, specs.MountNamespace) {
+		// The topmost mount at the rootfs is the init's bind of it onto itself.
+		if err := unix.Unmount(rec.Rootfs, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			return fmt.Errorf("unmount %s: %w", rec.Rootfs, err)
 		}
 	}
 	return nil

@@ -72,6 +72,11 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	s.Process = p
 	pid, err := m.backend.exec(ctx, &execRequest{Rec: &rec, Spec: s, Opts: o})
 	if err != nil {
+		if m.status(&rec) == specs.StateStopped {
+			// The container stopped (another client's kill) while the exec joined it.
+			m.log.Debug("exec: container stopped", "id", id, "err", err)
+			return -1, fmt.Errorf("cannot exec in a stopped container %s: %w", id, ErrNotRunning)
+		}
 		return -1, err
 	}
 	if o.PidFile != "" {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/user"
@@ -45,6 +46,7 @@ type Manager struct {
 	store   *store.Store
 	log     *slog.Logger
 	backend backend
+	net     Networker // nil: annotations asking for a network are not acted on
 }
 
 // New returns a Manager for root (e.g. /run/knast). It does no I/O.
@@ -143,6 +145,14 @@ func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err e
 	}
 	m.log.Debug("create: recorded", "id", id, "took", time.Since(t0))
 	if err := m.backend.create(ctx, req); err != nil {
+		if rec.Pid > 0 && vanished(err) && !ProcAlive(rec.Pid, rec.PidStart) {
+			// Another client killed the init midway: a state error, not a protocol failure.
+			m.log.Debug("create: init gone", "id", id, "err", err)
+			return fmt.Errorf("container %s: init was killed during create: %w", id, ErrNotRunning)
+		}
+		return err
+	}
+	if err := m.attachNetwork(ctx, id, rec.Pid, rootfs, s); err != nil {
 		return err
 	}
 	if o.PidFile != "" {
@@ -154,6 +164,12 @@ func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err e
 		c.Status = string(specs.StateCreated)
 		return nil
 	})
+}
+
+// vanished reports whether err says the other end went away without a word (EOF, reset, broken pipe).
+func vanished(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET)
 }
 
 // rollback removes everything a failed create made. It runs with its own context: the create's may be done.
@@ -168,6 +184,7 @@ func (m *Manager) rollback(id string, s *specs.Spec) {
 	if err := m.backend.destroy(ctx, &rec, s); err != nil {
 		m.log.Warn("rollback", "id", id, "err", err)
 	}
+	m.detachNetwork(ctx, id, s.Annotations, true)
 	os.RemoveAll(rec.StateDir)
 	m.store.DeleteContainer(ctx, id)
 }
@@ -270,6 +287,10 @@ func (m *Manager) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 		}
 		return fmt.Errorf("container %s: %w", id, ErrNotRunning)
 	}
+	if rec.Pid <= 0 {
+		// Still being created: there is no init to signal yet, and kill(0) would hit knast's own group.
+		return fmt.Errorf("container %s is being created: %w", id, ErrNotRunning)
+	}
 	s, err := recSpec(&rec)
 	if err != nil {
 		return err
@@ -303,6 +324,9 @@ func (m *Manager) signalAll(rec *store.Container, s *specs.Spec, sig unix.Signal
 		return err
 	}
 	for _, pid := range pids {
+		if pid <= 0 {
+			continue // never a process group or every process
+		}
 		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
 			return fmt.Errorf("kill %d: %w", pid, err)
 		}
@@ -353,6 +377,9 @@ func (m *Manager) Delete(ctx context.Context, id string, force bool) error {
 		return err
 	}
 	if err := m.cleanupBundle(&rec, s, force); err != nil {
+		return err
+	}
+	if err := m.detachNetwork(ctx, id, rec.Annotations, force); err != nil {
 		return err
 	}
 	if s != nil && s.Hooks != nil && rec.Status != "creating" {

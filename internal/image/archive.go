@@ -347,6 +347,9 @@ func (s *Store) copyFromLayout(ctx context.Context, dir string, d v1.Descriptor)
 	if _, err := parseDigest(d.Digest.String()); err != nil {
 		return err
 	}
+	if d.Size < 0 {
+		return fmt.Errorf("blob %s: declared size %d is negative", d.Digest, d.Size)
+	}
 	_, err := s.putBlob(ctx, d.Digest, d.Size, func(context.Context, int64) (io.ReadCloser, int64, error) {
 		f, err := os.Open(layoutBlob(dir, d.Digest))
 		if err != nil {

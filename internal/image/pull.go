@@ -213,6 +213,9 @@ func choosePlatform(idx *v1.IndexManifest, want Platform, nm string) (v1.Descrip
 
 // fetchBlob downloads one blob into the store, retrying (and resuming) interrupted transfers.
 func (s *Store) fetchBlob(ctx context.Context, fetch fetchFunc, d v1.Descriptor, kind string, prog progress, delay time.Duration) error {
+	if d.Size < 0 {
+		return fmt.Errorf("%s %s: declared size %d is negative", kind, d.Digest, d.Size)
+	}
 	bp := prog.blob(kind, d.Digest.String(), d.Size)
 	var (
 		skipped bool

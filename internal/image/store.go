@@ -268,6 +268,9 @@ func (s *Store) putBlob(ctx context.Context, h v1.Hash, size int64, fetch fetchF
 	}
 	rc, start, err := fetch(ctx, off)
 	if err != nil {
+		if off == 0 {
+			os.Remove(partial) // nothing fetched: leave no empty partial behind
+		}
 		return false, err
 	}
 	defer rc.Close()
