@@ -46,24 +46,24 @@ func runtimeFeatures(t *testing.T) *features.Features {
 	return &f
 }
 
-// usernsClaimed reports what containerd 2.x concludes from features: CRI user namespaces need the
-// "user" namespace and ID-mapped mounts; recursive read-only mounts need the "rro" option.
-func usernsClaimed(f *features.Features) (userns, rro bool) {
-	idmap := false
+// usernsClaimed reports what containerd 2.x concludes from features: user namespaces need the "user"
+// namespace, ID-mapped volumes for them the idmap extension, recursive read-only mounts the "rro" option.
+func usernsClaimed(f *features.Features) (userns, idmap, rro bool) {
 	if f.Linux != nil && f.Linux.MountExtensions != nil && f.Linux.MountExtensions.IDMap != nil && f.Linux.MountExtensions.IDMap.Enabled != nil {
-		idmap = *f.Linux.MountExtensions.IDMap.Enabled
+		idmap = *f.Linux.MountExtensions.IDMap.Enabled && slices.Contains(f.MountOptions, "idmap")
 	}
-	userns = f.Linux != nil && slices.Contains(f.Linux.Namespaces, "user") && idmap && slices.Contains(f.MountOptions, "idmap")
-	return userns, slices.Contains(f.MountOptions, "rro")
+	userns = f.Linux != nil && slices.Contains(f.Linux.Namespaces, "user")
+	return userns, idmap, slices.Contains(f.MountOptions, "rro")
 }
 
 // TestUserNamespaces checks that what `knast features` claims for containerd 2.x's CRI (user
-// namespaces with ID-mapped mounts, recursive read-only mounts) works through containerd's runc shim.
+// namespaces, ID-mapped mounts, recursive read-only mounts) works through containerd's runc shim, and
+// that what it does not claim is refused clearly rather than failing midway.
 func TestUserNamespaces(t *testing.T) {
 	f := runtimeFeatures(t)
-	userns, rro := usernsClaimed(f)
+	userns, idmap, rro := usernsClaimed(f)
 	if !userns || !rro {
-		t.Skipf("knast features claims user namespaces with idmap mounts: %v, rro: %v; nothing to hold it to", userns, rro)
+		t.Skipf("knast features claims user namespaces: %v, rro: %v; nothing to hold it to", userns, rro)
 	}
 	n := startNode(t)
 
@@ -74,7 +74,7 @@ func TestUserNamespaces(t *testing.T) {
 	// with an rro mount, then with an ID-mapped bind mount: what containerd 2.x's CRI sends for a
 	// hostUsers: false pod and its volumes.
 	t.Run("ctr-userns-rro", func(t *testing.T) { testCtrUsernsRRO(t, n.with(t)) })
-	t.Run("ctr-userns-idmap", func(t *testing.T) { testCtrUsernsIDMap(t, n.with(t)) })
+	t.Run("ctr-userns-idmap", func(t *testing.T) { testCtrUsernsIDMap(t, n.with(t), idmap) })
 }
 
 func testCRIUserns(t *testing.T, n *node) {
@@ -147,6 +147,24 @@ const ctrUsernsNS = "knast-userns"
 // knast's root.
 func ctrRunUserns(t *testing.T, n *node, name, script string, mounts ...string) []string {
 	t.Helper()
+	r := ctrRunUsernsResult(t, n, name, script, mounts...)
+	if !r.ok() {
+		t.Fatalf("ctr run in a user namespace: %s\n%s", r, n.diag())
+	}
+	if r := run(n.ctx, nil, knastBin, "--root", n.ctrRuntimeRoot(), "list", "-q"); !r.ok() || strings.TrimSpace(r.Stdout) != "" {
+		t.Errorf("knast still lists containers after ctr run --rm: %s", r)
+	}
+	got := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+	for i := range got {
+		got[i] = strings.Join(strings.Fields(got[i]), " ")
+	}
+	return got
+}
+
+// ctrRunUsernsResult runs script with ctr in a user namespace (host IDs from usernsHostID) and returns
+// ctr's result.
+func ctrRunUsernsResult(t *testing.T, n *node, name, script string, mounts ...string) result {
+	t.Helper()
 	ctr := func(args ...string) result {
 		return run(n.ctx, nil, append([]string{"ctr", "--address", n.sock, "--namespace", ctrUsernsNS}, args...)...)
 	}
@@ -161,18 +179,7 @@ func ctrRunUserns(t *testing.T, n *node, name, script string, mounts ...string) 
 		args = append(args, "--mount", mnt)
 	}
 	args = append(args, n.busybox, fmt.Sprintf("%s-%d", name, os.Getpid()), "sh", "-c", script)
-	r := ctr(args...)
-	if !r.ok() {
-		t.Fatalf("ctr run in a user namespace: %s\n%s", r, n.diag())
-	}
-	if r := run(n.ctx, nil, knastBin, "--root", n.ctrRuntimeRoot(), "list", "-q"); !r.ok() || strings.TrimSpace(r.Stdout) != "" {
-		t.Errorf("knast still lists containers after ctr run --rm: %s", r)
-	}
-	got := strings.Split(strings.TrimSpace(r.Stdout), "\n")
-	for i := range got {
-		got[i] = strings.Join(strings.Fields(got[i]), " ")
-	}
-	return got
+	return ctr(args...)
 }
 
 func wantLines(t *testing.T, got []string, want ...string) {
@@ -204,7 +211,7 @@ func testCtrUsernsRRO(t *testing.T, n *node) {
 	)
 }
 
-func testCtrUsernsIDMap(t *testing.T, n *node) {
+func testCtrUsernsIDMap(t *testing.T, n *node, claimed bool) {
 	// /idm: owned by the host's root, so only an ID-mapped mount lets the container's root (host
 	// uid 300000) see it as its own and write to it.
 	idm := filepath.Join(n.dir, "idm")
@@ -214,7 +221,19 @@ func testCtrUsernsIDMap(t *testing.T, n *node) {
 	if err := os.WriteFile(filepath.Join(idm, "owned"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got := ctrRunUserns(t, n, "userns-idmap", idmapScript, "type=bind,src="+idm+",dst=/idm,options=rbind:rw:idmap")
+	mount := "type=bind,src=" + idm + ",dst=/idm,options=rbind:rw:idmap"
+	if !claimed {
+		// features says no: the create must be refused up front, naming the mount, and leave nothing.
+		r := ctrRunUsernsResult(t, n, "userns-idmap", idmapScript, mount)
+		if r.ok() || !strings.Contains(r.Stdout+r.Stderr, "knast makes ID-mapped mounts only for containers without a user namespace") {
+			t.Fatalf("an idmap mount in a user namespace, which features does not claim: want a clear refusal, got %s", r)
+		}
+		if r := run(n.ctx, nil, knastBin, "--root", n.ctrRuntimeRoot(), "list", "-q"); !r.ok() || strings.TrimSpace(r.Stdout) != "" {
+			t.Errorf("knast lists containers after the refused create: %s", r)
+		}
+		return
+	}
+	got := ctrRunUserns(t, n, "userns-idmap", idmapScript, mount)
 	wantLines(t, got,
 		fmt.Sprintf("map: 0 %d 65536", usernsHostID),
 		"owner: 0:0", // host root through the ID-mapped mount (not 65534, the overflow ID)

@@ -55,6 +55,9 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	if s.Linux == nil {
 		return errors.New("config.json: linux: required on Linux")
 	}
+	if err := idmapOutsideUserns(s); err != nil {
+		return err
+	}
 	var join []specs.LinuxNamespace
 	var create []specs.LinuxNamespaceType
 	userNS := false
@@ -443,6 +446,24 @@ func (b *linuxBackend) unmountLeftovers(rec *store.Container, s *specs.Spec) err
 		// The topmost mount at the rootfs is the init's bind of it onto itself.
 		if err := unix.Unmount(rec.Rootfs, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
 			return fmt.Errorf("unmount %s: %w", rec.Rootfs, err)
+		}
+	}
+	return nil
+}
+
+// idmapOutsideUserns refuses an ID-mapped mount in a container with a user namespace before anything is
+// made. The init makes ID-mapped mounts itself, and inside a user namespace it no longer holds
+// CAP_SYS_ADMIN over the host filesystem's superblock, which mount_setattr(MOUNT_ATTR_IDMAP) needs;
+// `features` says idmap is disabled for that reason, so clients (containerd 2.x) do not ask for it.
+func idmapOutsideUserns(s *specs.Spec) error {
+	if !hasNamespace(s.Linux.Namespaces, specs.UserNamespace) {
+		return nil
+	}
+	for i, m := range s.Mounts {
+		for _, o := range m.Options {
+			if o == "idmap" || o == "ridmap" {
+				return fmt.Errorf("config.json: mounts[%d] (%s): option %q: knast makes ID-mapped mounts only for containers without a user namespace", i, m.Destination, o)
+			}
 		}
 	}
 	return nil

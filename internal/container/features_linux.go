@@ -34,7 +34,10 @@ func (b *linuxBackend) features() *features.Features {
 			Apparmor:        &features.Apparmor{Enabled: &aa},
 			Selinux:         &features.Selinux{Enabled: &se},
 			IntelRdt:        &features.IntelRdt{Enabled: &no},
-			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &yes}},
+			// The idmap and ridmap mount options work for containers without a user namespace; with one,
+			// create refuses them (see idmapOutsideUserns). containerd 2.x reads enabled as "ID-mapped
+			// volumes for hostUsers: false pods", which knast cannot do yet: so it says no.
+			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &no}},
 		},
 		Annotations: map[string]string{
 			"io.github.seccomp.libseccomp.version": seccomp.Version(),
