@@ -147,7 +147,7 @@ func (a *app) imageBundle(ctx context.Context, ref, dir string, o imageBundleOpt
 
 	so := o.Spec
 	so.Ref, so.Digest = img.Ref, img.ManifestDigest
-	s, err := spec.FromImage(img.Config, rootfs, so)
+	s, err := specFromImage(img.Config, rootfs, so)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", img.Ref, err)
 	}

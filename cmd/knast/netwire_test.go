@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/knast/knast/internal/network/bsdnet"
 )
 
 func TestParseNetworkAnnotations(t *testing.T) {
@@ -44,5 +46,13 @@ func TestParseNetworkAnnotations(t *testing.T) {
 	}
 	if (networker{}).Wants(map[string]string{annPorts: "80:80"}) {
 		t.Error("Wants without a network annotation")
+	}
+}
+
+// The FreeBSD network driver starts knast with bsdnet.HelperVerb: the verb table must have it, hidden.
+func TestVNETHelperVerb(t *testing.T) {
+	c, ok := commands()[bsdnet.HelperVerb]
+	if !ok || !c.hidden {
+		t.Fatalf("verb %q: present %v, hidden %v", bsdnet.HelperVerb, ok, c.hidden)
 	}
 }

@@ -10,8 +10,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/pflag"
-
-	"github.com/knast/knast/internal/spec"
 )
 
 func specVersion() string { return specs.Version }
@@ -30,7 +28,11 @@ func specCmd() command {
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("spec: %w", err)
 			}
-			b, err := json.MarshalIndent(spec.Example(*rootless), "", "\t")
+			ex, err := exampleSpec(*rootless)
+			if err != nil {
+				return fmt.Errorf("spec: %w", err)
+			}
+			b, err := json.MarshalIndent(ex, "", "\t")
 			if err != nil {
 				return err
 			}

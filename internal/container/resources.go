@@ -103,6 +103,9 @@ func (m *Manager) Update(ctx context.Context, id string, r *specs.LinuxResources
 			return err
 		}
 	}
+	if s.Linux == nil {
+		s.Linux = &specs.Linux{} // a FreeBSD config keeps its limits in linux.resources too
+	}
 	merged := mergeResources(s.Linux.Resources, r)
 	if err := rc.Update(merged); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,8 +22,10 @@ func Validate(s *specs.Spec) error {
 		return errors.New("spec: is nil")
 	}
 	v := &validator{
-		s:     s,
-		linux: s.Linux != nil || s.FreeBSD == nil,
+		s: s,
+		// With a freebsd section, a linux section holding only resources (FreeBSD's rctl limits) still
+		// makes a FreeBSD config.
+		linux: s.FreeBSD == nil || (s.Linux != nil && !onlyResources(s.Linux)),
 		ns:    map[specs.LinuxNamespaceType]specs.LinuxNamespace{},
 	}
 	v.version()
@@ -360,4 +363,11 @@ func (v *validator) utsNames() {
 // sortedKeys returns m's keys in order so that errors come out deterministically.
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// onlyResources reports whether l sets nothing but resources.
+func onlyResources(l *specs.Linux) bool {
+	c := *l
+	c.Resources = nil
+	return reflect.ValueOf(c).IsZero()
 }

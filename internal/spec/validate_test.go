@@ -260,6 +260,11 @@ func TestValidate(t *testing.T) {
 			s.FreeBSD = &specs.FreeBSD{}
 			s.Hostname = "h"
 		}, []string{"hostname: needs a uts namespace in linux.namespaces"}},
+		{"freebsd section, linux section with resources only: a FreeBSD config", func(s *specs.Spec) {
+			s.FreeBSD = &specs.FreeBSD{}
+			s.Linux = &specs.Linux{Resources: &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(10))}}}
+			s.Hostname = "h"
+		}, nil},
 		{"annotations", func(s *specs.Spec) { s.Annotations = map[string]string{"a": "", "": "b"} },
 			[]string{"annotations: empty key"}},
 	}
