@@ -9,13 +9,20 @@ BIN   ?= bin/knast
 TEST_TIMEOUT ?= 20m
 TEST_FLAGS   ?=
 BENCH_FLAGS  ?=
-# bench/exec and bench/ctr take their own flags (-rounds, -warmup, -runc), not bench/lifecycle's.
-BENCH_EXEC_FLAGS ?=
-BENCH_CTR_FLAGS  ?=
+# bench/exec, bench/ctr, bench/cni, bench/pull and bench/build take their own flags (see each -h).
+BENCH_EXEC_FLAGS  ?=
+BENCH_CTR_FLAGS   ?=
+BENCH_CNI_FLAGS   ?=
+BENCH_PULL_FLAGS  ?=
+BENCH_BUILD_FLAGS ?=
+# Seconds per fuzz target in `make test` (hardening/fuzz.sh); the hardening suite prints their executions.
+FUZZ_TIME    ?= 20
+FUZZ_SUMMARY ?= $(or $(TMPDIR),/tmp)/knast-fuzz-summary
+HARDENING_LOG ?= $(or $(TMPDIR),/tmp)/knast-hardening.log
 
 export GOTOOLCHAIN ?= local
 
-.PHONY: all build test conformance check-root fmt-check vet vet-freebsd quickstart bench clean
+.PHONY: all build test conformance fuzz hardening check-root fmt-check vet vet-freebsd quickstart bench clean
 
 all: build
 
@@ -25,9 +32,22 @@ build:
 
 # -p 1: the root tests of different packages share host-wide state (cgroup paths named after container
 # IDs, mounts, containerd and podman daemons); one test binary at a time keeps them from colliding.
+# The hardening suite runs on its own (after the fuzz targets) so that its summary is printed.
 test: check-root build fmt-check vet vet-freebsd
-	CGO_ENABLED=1 $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+	CGO_ENABLED=1 $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $$($(GO) list ./... | grep -v /integration/hardening$$)
+	$(MAKE) hardening
 	$(MAKE) conformance
+
+fuzz:
+	KNAST_FUZZ_SUMMARY=$(FUZZ_SUMMARY) GO=$(GO) hardening/fuzz.sh $(FUZZ_TIME)
+
+# Crash injection, concurrent clients, hostile images and configs, escapes; prints the summary.
+hardening: fuzz
+	@echo "== integration/hardening (log: $(HARDENING_LOG))"
+	@KNAST_FUZZ_SUMMARY=$(FUZZ_SUMMARY) CGO_ENABLED=1 $(GO) test -v -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./integration/hardening >$(HARDENING_LOG) 2>&1; rc=$$?; \
+	grep -E '^(--- (FAIL|SKIP)|FAIL|ok)' $(HARDENING_LOG); \
+	sed -n '/=== knast hardening summary ===/,$$p' $(HARDENING_LOG) | grep -v '^ok'; \
+	if [ $$rc -ne 0 ]; then tail -n 80 $(HARDENING_LOG); fi; exit $$rc
 
 # The OCI runtime-tools validation suite, knast beside runc: fails on a test file runc passes and knast
 # does not. Needs the shared harness next to the checkout (CI has it); skipped with a note otherwise.
@@ -48,11 +68,16 @@ fmt-check:
 vet:
 	CGO_ENABLED=1 $(GO) vet ./...
 
-# FreeBSD is cross-built without cgo (no FreeBSD C toolchain here); amd64 is vetted, arm64 built.
+# FreeBSD is cross-built without cgo (no FreeBSD C toolchain here): vetted and built for amd64 and arm64,
+# and the test binaries of the FreeBSD packages compiled (their encoders' tests also run on Linux).
+FREEBSD_PKGS = ./internal/container/ ./internal/container/freebsd/ ./internal/network/ ./internal/network/bsdnet/ ./cmd/knast/
 vet-freebsd:
-	GOOS=freebsd GOARCH=amd64 CGO_ENABLED=0 $(GO) build ./...
-	GOOS=freebsd GOARCH=amd64 CGO_ENABLED=0 $(GO) vet ./...
-	GOOS=freebsd GOARCH=arm64 CGO_ENABLED=0 $(GO) build ./...
+	@for arch in amd64 arm64; do \
+		echo "GOOS=freebsd GOARCH=$$arch: build, vet, test -c"; \
+		GOOS=freebsd GOARCH=$$arch CGO_ENABLED=0 $(GO) build ./... && \
+		GOOS=freebsd GOARCH=$$arch CGO_ENABLED=0 $(GO) vet ./... && \
+		for p in $(FREEBSD_PKGS); do GOOS=freebsd GOARCH=$$arch CGO_ENABLED=0 $(GO) test -c -o /dev/null $$p || exit 1; done || exit 1; \
+	done
 
 quickstart: build
 	GO=$(GO) ./scripts/quickstart.sh $(BIN)
@@ -61,6 +86,9 @@ bench: build
 	CGO_ENABLED=1 $(GO) run ./bench/lifecycle -knast $(BIN) $(BENCH_FLAGS)
 	CGO_ENABLED=1 $(GO) run ./bench/exec -knast $(BIN) $(BENCH_EXEC_FLAGS)
 	CGO_ENABLED=1 $(GO) run ./bench/ctr -knast $(BIN) $(BENCH_CTR_FLAGS)
+	CGO_ENABLED=1 $(GO) run ./bench/cni -knast $(BIN) $(BENCH_CNI_FLAGS)
+	CGO_ENABLED=1 $(GO) run ./bench/pull -knast $(BIN) $(BENCH_PULL_FLAGS)
+	CGO_ENABLED=1 $(GO) run ./bench/build -knast $(BIN) $(BENCH_BUILD_FLAGS)
 
 clean:
 	rm -rf bin

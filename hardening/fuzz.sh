@@ -33,7 +33,7 @@ status=0
 echo "$targets" | while read -r pkg target; do
 	[ -n "$pkg" ] || continue
 	# One package may hold several targets: -run and -fuzz must each match exactly one.
-	if go test -count=1 -run "^${target}\$" -fuzz "^${target}\$" -fuzztime "${secs}s" -fuzzminimizetime 50x "$pkg" >"$log" 2>&1; then
+	if "${GO:-go}" test -count=1 -run "^${target}\$" -fuzz "^${target}\$" -fuzztime "${secs}s" -fuzzminimizetime 50x "$pkg" >"$log" 2>&1; then
 		result=ok
 	else
 		result=FAIL
