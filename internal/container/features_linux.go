@@ -29,11 +29,11 @@ func (b *linuxBackend) features() *features.Features {
 			},
 			Capabilities: linux.CapabilityNames(),
 			// The systemd driver is refused (see --systemd-cgroup).
-			Cgroup:          &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no, Rdma: &yes},
-			Seccomp:         seccompFeatures(),
-			Apparmor:        &features.Apparmor{Enabled: &aa},
-			Selinux:         &features.Selinux{Enabled: &se},
-			IntelRdt:        &features.IntelRdt{Enabled: &no},
+			Cgroup:   &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no, Rdma: &yes},
+			Seccomp:  seccompFeatures(),
+			Apparmor: &features.Apparmor{Enabled: &aa},
+			Selinux:  &features.Selinux{Enabled: &se},
+			IntelRdt: &features.IntelRdt{Enabled: &no},
 			// The idmap and ridmap mount options work for containers without a user namespace; with one,
 			// create refuses them (see idmapOutsideUserns). containerd 2.x reads enabled as "ID-mapped
 			// volumes for hostUsers: false pods", which knast cannot do yet: so it says no.
