@@ -24,7 +24,7 @@ func buildCmd() command {
 		fs.StringVar(&o.Target, "target", "", "build this stage (default: the last)")
 		fs.BoolVar(&o.NoCache, "no-cache", false, "run every step, reusing nothing from the cache")
 		fs.StringVar(&o.Platform, "platform", "", "os/arch[/variant] of the base images (default: the host's)")
-		fs.StringVar(&o.Network, "network", build.NetworkHost, "network of RUN steps: host or none")
+		fs.StringVar(&o.Network, "network", build.NetworkHost, "network of RUN steps: host, none, or a knast network NAME (default: the default one)")
 		tls := fs.Bool("tls-verify", true, "require HTTPS with verified certificates for pulls and --push")
 		fs.BoolVar(&o.Push, "push", false, "push every --tag to its registry after the build")
 		fs.StringVar(&output, "output", "", "also write the image out: type=oci,dest=PATH (an OCI archive)")
@@ -55,6 +55,10 @@ func buildCmd() command {
 			}
 			if !o.Quiet {
 				o.Out = a.stdout
+			}
+			if o.Network != build.NetworkHost && o.Network != build.NetworkNone {
+				o.Networker = newNetworker(a)
+				o.RunAnnotations = map[string]string{annNetwork: o.Network}
 			}
 			res, err := build.Build(ctx, o)
 			if err != nil {

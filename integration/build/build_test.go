@@ -254,7 +254,7 @@ func TestBuildErrorsNameTheLine(t *testing.T) {
 		{"ADD unreachable URL", "FROM " + baseImage + "\nADD http://127.0.0.1:1/file.txt /x\n", []string{"(Dockerfile:2)", "ADD http://127.0.0.1:1/file.txt: cannot fetch the URL", "connection refused"}, nil},
 		{"RUN as an unknown user", "FROM " + baseImage + "\nUSER ghost\nRUN true\n", []string{"(Dockerfile:3)", "ghost"}, nil},
 		{"no target", "FROM " + baseImage + " AS a\n", []string{"--target nope: no such stage"}, []string{"--target", "nope"}},
-		{"network name", "FROM " + baseImage + "\n", []string{"--network bridge0: only host and none are supported"}, []string{"--network", "bridge0"}},
+		{"unknown network", "FROM " + baseImage + "\nRUN true\n", []string{"(Dockerfile:2)", "network kni-nowhere"}, []string{"--network", "kni-nowhere"}},
 		{"output type", "FROM " + baseImage + "\n", []string{`--output: type "docker" is not supported`}, []string{"--output", "type=docker,dest=x"}},
 		{"foreign platform", "FROM " + baseImage + "\nRUN true\n", []string{"(Dockerfile:1)", "arm64"}, []string{"--platform", "linux/arm64"}},
 	}

@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -279,8 +280,29 @@ CMD ["cat", "/heredoc.txt"]
 	knast(t, "image", "rm", tgt)
 }
 
-// RUN's network: none leaves the step only its loopback, host shares the host's interfaces.
+// RUN's network: none leaves the step only its loopback, host shares the host's interfaces, a knast
+// network attaches the step's container (eth0 with a lease, the default route) and detaches it after.
 func TestBuildNetwork(t *testing.T) {
+	t.Run("knast network", func(t *testing.T) {
+		const netName = "kni-build"
+		if out, err := knast(t, "network", "create", netName, "--subnet", "10.231.107.0/24", "--bridge", "kni107"); err != nil {
+			t.Fatalf("network create: %v\n%s", err, out)
+		}
+		defer knast(t, "network", "rm", netName)
+		dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + baseImage + "\n" +
+			"RUN ip -4 -o addr show eth0 | grep -q 'inet 10.231.107.' && ip route | grep -q 'default via 10.231.107.1'\n"})
+		if out, err := knast(t, "build", "--no-cache", "--network", netName, dir); err != nil {
+			t.Fatalf("--network %s: %v\n%s", netName, err, out)
+		}
+		out, err := knast(t, "network", "inspect", netName)
+		var ins []struct {
+			Attachments []json.RawMessage `json:"attachments"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &ins) != nil || len(ins) != 1 || len(ins[0].Attachments) != 0 {
+			t.Errorf("after the build the network still has attachments (or inspect failed: %v):\n%s", err, out)
+		}
+	})
+
 	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + baseImage + "\nRUN test \"$(grep -c : /proc/net/dev)\" -eq 1\n"})
 	cases := []struct {
 		network string

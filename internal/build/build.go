@@ -19,6 +19,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/knast/knast/internal/container"
 )
 
 // Network modes of RUN steps.
@@ -43,8 +45,13 @@ type Options struct {
 	NoCache bool
 	// Platform is os/arch[/variant] of base images; "" is the host's.
 	Platform string
-	// Network is the RUN steps' network: NetworkHost (default) or NetworkNone.
+	// Network is the RUN steps' network: NetworkHost (default), NetworkNone, or the name of a knast
+	// network, which needs Networker and RunAnnotations.
 	Network string
+	// Networker attaches RUN containers to the named Network; RunAnnotations are the annotations that
+	// ask it to (cmd/knast knows their names, the builder only passes them on).
+	Networker      container.Networker
+	RunAnnotations map[string]string
 	// Insecure allows plain HTTP and unverified TLS for pulls and pushes.
 	Insecure bool
 	// OutputOCI, when set, is a file the image is also written to as an OCI archive.

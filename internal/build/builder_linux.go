@@ -103,7 +103,9 @@ func newBuilder(o Options) (*builder, error) {
 		o.Network = NetworkHost
 	case NetworkHost, NetworkNone:
 	default:
-		return nil, fmt.Errorf("--network %s: only %s and %s are supported", o.Network, NetworkHost, NetworkNone)
+		if o.Networker == nil || len(o.RunAnnotations) == 0 {
+			return nil, fmt.Errorf("--network %s: a knast network needs a Networker (only %s and %s without one)", o.Network, NetworkHost, NetworkNone)
+		}
 	}
 	tree, err := openContext(o.ContextDir)
 	if err != nil {
@@ -141,6 +143,9 @@ func newBuilder(o Options) (*builder, error) {
 		id: hex.EncodeToString(rnd[:]), platform: plat, used: map[string]bool{},
 		stages: map[int]*stage{}, images: map[string]*stage{},
 		jobs: map[string]*layerRef{}, entries: map[string]*layerRef{}, slots: make(chan struct{}, 2),
+	}
+	if o.Networker != nil {
+		b.mgr.SetNetworker(o.Networker)
 	}
 	b.cache = stepCache{dir: b.dir}
 	// Layer directories replaced by earlier --no-cache builds; whatever is left when the process

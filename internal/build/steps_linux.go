@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/knast/knast/internal/container"
+	"github.com/knast/knast/internal/network"
 	"github.com/knast/knast/internal/spec"
 )
 
@@ -108,6 +111,18 @@ func (b *builder) runContainer(ctx context.Context, s *stage, rootfs, upper stri
 	sp.Annotations = nil
 	b.seq++
 	n := b.seq
+	switch b.o.Network {
+	case NetworkHost, NetworkNone:
+	default:
+		// A knast network: the runtime attaches the step's container through the Networker. Name
+		// resolution comes from a filtered copy of the host's resolv.conf, bound over the image's.
+		sp.Annotations = maps.Clone(b.o.RunAnnotations)
+		resolv, err := b.stepResolvConf()
+		if err != nil {
+			return err
+		}
+		sp.Mounts = append(sp.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: resolv, Options: []string{"rbind", "ro"}})
+	}
 	if b.o.Network == NetworkHost {
 		ns := sp.Linux.Namespaces[:0]
 		for _, x := range sp.Linux.Namespaces {
@@ -638,4 +653,21 @@ func lookupID(rootfs, file, id string, idField, field int) (int, bool) {
 		}
 	}
 	return -1, false
+}
+
+// stepResolvConf writes (once per build) the resolv.conf RUN steps on a knast network see: the host's,
+// minus loopback servers that only answer in the host's network namespace.
+func (b *builder) stepResolvConf() (string, error) {
+	p := filepath.Join(b.tmp, "resolv.conf")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	host, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read the host's /etc/resolv.conf: %w", err)
+	}
+	if err := os.WriteFile(p, network.ResolvConf(host), 0o644); err != nil {
+		return "", fmt.Errorf("resolv.conf for RUN: %w", err)
+	}
+	return p, nil
 }
