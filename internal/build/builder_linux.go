@@ -39,6 +39,7 @@ type builder struct {
 	context  *srcTree
 	st       *image.Store
 	mgr      *container.Manager
+	lock     *os.File // held while the build runs (sweep_linux.go)
 	cache    stepCache
 	dir      string // STORAGE/build
 	tmp      string // STORAGE/build/tmp/ID, removed at the end
@@ -151,12 +152,18 @@ func newBuilder(o Options) (*builder, error) {
 	// Layer directories replaced by earlier --no-cache builds; whatever is left when the process
 	// exits is swept by the next build.
 	go b.cache.sweep()
-	b.tmp = filepath.Join(b.dir, "tmp", b.id)
+	tmpRoot := filepath.Join(b.dir, "tmp")
+	b.tmp = filepath.Join(tmpRoot, b.id)
 	for _, d := range []string{b.tmp, filepath.Join(b.dir, "empty"), filepath.Join(b.dir, "layers"), filepath.Join(b.dir, "base")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("build: %w", err)
 		}
 	}
+	if b.lock, err = lockBuild(tmpRoot, b.id); err != nil {
+		return nil, err
+	}
+	b.sweepDeadBuilds(context.Background(), tmpRoot)
+	st.SweepWrites() // layer blobs a killed build was writing
 	// The lower of scratch stages: its mode is the mode of their "/".
 	if err := os.Chmod(filepath.Join(b.dir, "empty"), 0o755); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
@@ -179,6 +186,10 @@ func (b *builder) cleanup() {
 		}
 	}
 	os.RemoveAll(b.tmp)
+	if b.lock != nil {
+		os.Remove(b.lock.Name())
+		b.lock.Close()
+	}
 }
 
 func (b *builder) printf(format string, args ...any) { fmt.Fprintf(b.out, format, args...) }

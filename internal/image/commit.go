@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -29,11 +31,16 @@ func (s *Store) HoldBlobs(ctx context.Context) (func(), error) {
 // WriteBlob stores the bytes fn writes as a blob and returns its sha256 digest and size. The bytes go
 // to a temporary file first and enter blobs/ by a rename, like a pulled blob. Callers hold HoldBlobs.
 func (s *Store) WriteBlob(ctx context.Context, fn func(w io.Writer) error) (string, int64, error) {
-	tmp, err := os.CreateTemp(s.tmp, "write-*")
+	tmp, err := os.CreateTemp(s.tmp, writePrefix+"*")
 	if err != nil {
 		return "", 0, fmt.Errorf("write blob: %w", err)
 	}
 	defer os.Remove(tmp.Name())
+	// Held until the file is closed: SweepWrites and prune leave a live writer's file alone.
+	if err := unix.Flock(int(tmp.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		tmp.Close()
+		return "", 0, fmt.Errorf("write blob: lock %s: %w", tmp.Name(), err)
+	}
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(tmp, h)}
 	err = fn(cw)
@@ -149,4 +156,30 @@ func (s *Store) Commit(ctx context.Context, o CommitOptions) (string, error) {
 		return "", fmt.Errorf("commit: %w", err)
 	}
 	return md.String(), nil
+}
+
+// writePrefix names WriteBlob's files in the store's tmp directory.
+const writePrefix = "write-"
+
+// SweepWrites removes the files of WriteBlob calls whose process died midway (a live writer holds
+// its file's lock). Unlike a pull's partial downloads, nothing resumes them.
+func (s *Store) SweepWrites() {
+	entries, err := os.ReadDir(s.tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), writePrefix) {
+			continue
+		}
+		p := filepath.Join(s.tmp, e.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.Remove(p)
+		}
+		f.Close()
+	}
 }
