@@ -131,8 +131,11 @@ func (d *linuxDriver) ensureBridge(_ context.Context, n *Network) error {
 	if err := netlink.AddrAdd(l, gw); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("bridge %s: add address %v: %w", n.Bridge, gw.IPNet, err)
 	}
-	if err := netlink.LinkSetUp(l); err != nil {
-		return fmt.Errorf("bridge %s: up: %w", n.Bridge, err)
+	// Read first, write on difference: a repeat attach then sends no change to the kernel.
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		if err := netlink.LinkSetUp(l); err != nil {
+			return fmt.Errorf("bridge %s: up: %w", n.Bridge, err)
+		}
 	}
 	// route_localnet lets a connection to 127.0.0.1:HOSTPORT, DNAT'd in the output hook, leave through
 	// the bridge (then masqueraded); the kernel drops loopback sources on other interfaces otherwise.

@@ -146,7 +146,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Network, error) 
 		if err := m.drv.ensureBridge(ctx, &n); err != nil {
 			return m.undoBridge(ctx, &n, fmt.Errorf("network %s: %w", n.Name, err))
 		}
-		if err := m.syncNAT(ctx, tx); err != nil {
+		if err := m.syncNAT(ctx, tx, false); err != nil {
 			return m.undoBridge(ctx, &n, err)
 		}
 		return nil
@@ -265,7 +265,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		if err := m.drv.removeBridge(ctx, &n); err != nil {
 			return fmt.Errorf("network %s: %w", name, err)
 		}
-		return m.syncNAT(ctx, tx)
+		return m.syncNAT(ctx, tx, false)
 	})
 }
 
@@ -358,7 +358,7 @@ func (m *Manager) Attach(ctx context.Context, o AttachOptions) (Attachment, erro
 		if err := m.drv.ensureBridge(ctx, &n); err != nil {
 			return fmt.Errorf("network %s: %w", n.Name, err)
 		}
-		return m.syncNAT(ctx, tx)
+		return m.syncNAT(ctx, tx, false)
 	})
 	if err != nil {
 		return Attachment{}, fmt.Errorf("attach %s to network %s: %w", o.ContainerID, o.Network, err)
@@ -428,7 +428,7 @@ func (m *Manager) detachWhere(ctx context.Context, match func(Attachment) bool) 
 		if !changed {
 			return nil
 		}
-		return m.syncNAT(ctx, tx)
+		return m.syncNAT(ctx, tx, false)
 	})
 	return errors.Join(append([]error{err}, errs...)...)
 }
@@ -468,12 +468,19 @@ func (m *Manager) Check(ctx context.Context, network, containerID, ifName string
 
 // Sync rebuilds knast's NAT table from the store, repairing it after a reboot or a flush by hand.
 func (m *Manager) Sync(ctx context.Context) error {
-	return m.st.Locked(ctx, func(tx *store.NetworkTx) error { return m.syncNAT(ctx, tx) })
+	return m.st.Locked(ctx, func(tx *store.NetworkTx) error { return m.syncNAT(ctx, tx, true) })
+}
+
+// natChecker is implemented by drivers that can tell cheaply that the kernel already holds the rules a
+// state asks for, and then leave them alone.
+type natChecker interface {
+	syncNATIfChanged(ctx context.Context, nets []Network, atts []Attachment) error
 }
 
 // syncNAT hands the driver the state tx sees; the caller holds the exclusive lock, so no other process
-// applies an older state over it.
-func (m *Manager) syncNAT(ctx context.Context, tx *store.NetworkTx) error {
+// applies an older state over it. Unless force (Sync, the repair), a driver that can skip an unchanged
+// table does.
+func (m *Manager) syncNAT(ctx context.Context, tx *store.NetworkTx, force bool) error {
 	nets, err := networks(tx)
 	if err != nil {
 		return err
@@ -482,7 +489,11 @@ func (m *Manager) syncNAT(ctx context.Context, tx *store.NetworkTx) error {
 	if err != nil {
 		return err
 	}
-	if err := m.drv.syncNAT(ctx, nets, atts); err != nil {
+	sync := m.drv.syncNAT
+	if nc, ok := m.drv.(natChecker); ok && !force {
+		sync = nc.syncNATIfChanged
+	}
+	if err := sync(ctx, nets, atts); err != nil {
 		return fmt.Errorf("NAT rules: %w", err)
 	}
 	return nil

@@ -1,9 +1,13 @@
 package network
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -65,26 +69,87 @@ func nftChains(p natPlan) []natChain {
 // table first makes the delete valid when it is missing, and the kernel applies add-delete-add
 // atomically, so packets see the old rules or the new ones, never none. No networks: no table.
 func (d *linuxDriver) syncNAT(_ context.Context, nets []Network, atts []Attachment) error {
-	c, err := nftables.New()
+	return d.applyNAT(planNAT(nets, atts), true)
+}
+
+// syncNATIfChanged is syncNAT that leaves the table alone when the kernel's copy already carries the
+// plan's fingerprint: most attaches and detaches (no published ports) change no rule, and a rebuild
+// costs a transaction that unregisters and re-registers four hooks.
+func (d *linuxDriver) syncNATIfChanged(_ context.Context, nets []Network, atts []Attachment) error {
+	return d.applyNAT(planNAT(nets, atts), false)
+}
+
+// planComment starts the comment of the first postrouting rule; the plan's fingerprint follows.
+const planComment = "knast plan "
+
+// natRulesVersion is part of every fingerprint: bump it when nftChains renders a plan differently, so
+// a table an older knast built is rebuilt.
+const natRulesVersion = 1
+
+// planFingerprint identifies what knast's table holds for p (pure: table-tested).
+func planFingerprint(p natPlan) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "v%d\n", natRulesVersion)
+	for _, s := range p.masq {
+		fmt.Fprintf(h, "masq %v\n", s)
+	}
+	for _, n := range p.nets {
+		fmt.Fprintf(h, "net %s %v\n", n.bridge, n.subnet)
+	}
+	for _, r := range p.dnat {
+		fmt.Fprintf(h, "dnat %v %s %d %v\n", r.hostIP, r.proto, r.hostPort, r.dest)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// forwardFingerprint identifies the forward rules of p, those copied into a foreign FORWARD chain.
+func forwardFingerprint(p natPlan) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "v%d forward\n", natRulesVersion)
+	for _, n := range p.nets {
+		fmt.Fprintf(h, "%s\n", n.bridge)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// nftComment encodes s as nft(8) stores a rule's comment (libnftnl's NFTNL_UDATA_RULE_COMMENT TLV), so
+// `nft list` shows it.
+func nftComment(s string) []byte {
+	b := make([]byte, 0, len(s)+3)
+	b = append(b, 0, byte(len(s)+1))
+	b = append(b, s...)
+	return append(b, 0)
+}
+
+func (d *linuxDriver) applyNAT(p natPlan, force bool) error {
+	c, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	p := planNAT(nets, atts)
+	defer c.CloseLasting()
 	t := &nftables.Table{Name: d.natTable(), Family: nftables.TableFamilyIPv4}
-	c.AddTable(t)
-	c.DelTable(t)
-	if !p.empty() {
+	chains := nftChains(p)
+	mark := nftComment(planComment + planFingerprint(p))
+	if force || !tableCurrent(c, t, chains, mark) {
 		c.AddTable(t)
-		accept := nftables.ChainPolicyAccept
-		for _, ch := range nftChains(p) {
-			chain := c.AddChain(&nftables.Chain{Name: ch.name, Table: t, Type: ch.typ, Hooknum: ch.hook, Priority: ch.priority, Policy: &accept})
-			for _, r := range ch.rules {
-				c.AddRule(&nftables.Rule{Table: t, Chain: chain, Exprs: r})
+		c.DelTable(t)
+		if !p.empty() {
+			c.AddTable(t)
+			accept := nftables.ChainPolicyAccept
+			for _, ch := range chains {
+				chain := c.AddChain(&nftables.Chain{Name: ch.name, Table: t, Type: ch.typ, Hooknum: ch.hook, Priority: ch.priority, Policy: &accept})
+				for i, r := range ch.rules {
+					rule := &nftables.Rule{Table: t, Chain: chain, Exprs: r}
+					if ch.name == "postrouting" && i == 0 {
+						rule.UserData = mark
+					}
+					c.AddRule(rule)
+				}
 			}
 		}
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: replace table ip %s: %w", t.Name, err)
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nftables: replace table ip %s: %w", t.Name, err)
+		}
 	}
 	if err := d.syncForeignForward(c, p); err != nil {
 		// Rules in another tool's table are a courtesy: knast's own table is in place.
@@ -93,10 +158,25 @@ func (d *linuxDriver) syncNAT(_ context.Context, nets []Network, atts []Attachme
 	return nil
 }
 
+// tableCurrent reports whether the kernel's postrouting chain of t starts with the rule that carries
+// mark and holds as many rules as chains asks for (one dump of one chain). A missing table, a table
+// flushed by hand or one built for another plan is not current; an empty plan never is (its table must go).
+func tableCurrent(c *nftables.Conn, t *nftables.Table, chains []natChain, mark []byte) bool {
+	for _, ch := range chains {
+		if ch.name != "postrouting" || len(ch.rules) == 0 {
+			continue
+		}
+		rules, err := c.GetRules(t, &nftables.Chain{Name: ch.name, Table: t})
+		return err == nil && len(rules) == len(ch.rules) && bytes.Equal(rules[0].UserData, mark)
+	}
+	return false
+}
+
 // syncForeignForward covers a host whose iptables (nft backend) FORWARD chain drops by default, as Docker
 // sets it: an accept in knast's own table does not stop a drop in another table's chain on the same hook,
 // so the bridges' forward rules are also put at the head of `ip filter FORWARD`, marked with knast's table
-// name in their user data and replaced as a whole each time. A chain that accepts needs none.
+// name (and their fingerprint) in their user data and replaced as a whole when they differ from what p
+// asks for. A chain that accepts needs none.
 func (d *linuxDriver) syncForeignForward(c *nftables.Conn, p natPlan) error {
 	t := &nftables.Table{Name: "filter", Family: nftables.TableFamilyIPv4}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
@@ -116,23 +196,37 @@ func (d *linuxDriver) syncForeignForward(c *nftables.Conn, p natPlan) error {
 	if err != nil {
 		return err
 	}
-	mark := []byte("knast:" + d.natTable())
-	for _, r := range rules {
-		if string(r.UserData) == string(mark) {
-			if err := c.DelRule(r); err != nil {
-				return err
+	// A bare mark is what knast wrote before the fingerprint was added: still knast's.
+	mark := "knast:" + d.natTable()
+	want := []byte(mark + " " + forwardFingerprint(p))
+	var wantRules [][]expr.Any
+	if fwd.Policy != nil && *fwd.Policy == nftables.ChainPolicyDrop {
+		for _, ch := range nftChains(p) {
+			if ch.name == "forward" {
+				wantRules = ch.rules
 			}
 		}
 	}
-	if fwd.Policy != nil && *fwd.Policy == nftables.ChainPolicyDrop {
-		for _, ch := range nftChains(p) {
-			if ch.name != "forward" {
-				continue
-			}
-			for _, r := range ch.rules {
-				c.InsertRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: r, UserData: mark})
-			}
+	var ours []*nftables.Rule
+	current := true
+	for i, r := range rules {
+		if string(r.UserData) != mark && !strings.HasPrefix(string(r.UserData), mark+" ") {
+			continue
 		}
+		ours = append(ours, r)
+		// Current: exactly the wanted rules, all with today's fingerprint, all at the head.
+		current = current && i == len(ours)-1 && bytes.Equal(r.UserData, want)
+	}
+	if current && len(ours) == len(wantRules) {
+		return nil
+	}
+	for _, r := range ours {
+		if err := c.DelRule(r); err != nil {
+			return err
+		}
+	}
+	for _, r := range wantRules {
+		c.InsertRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: r, UserData: want})
 	}
 	return c.Flush()
 }
