@@ -10,6 +10,7 @@ import (
 	"os/signal"
 
 	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/knast/knast/internal/network"
@@ -23,7 +24,7 @@ func Main(about string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	p := &Plugin{Open: func(dir string) Networks {
 		return network.New(network.Options{StorageDir: dir, Logger: log})
-	}}
+	}, MAC: linkMAC}
 	funcs := skel.CNIFuncs{
 		Add: func(a *skel.CmdArgs) error {
 			r, err := p.Add(ctx, argsOf(a))
@@ -44,6 +45,15 @@ func Main(about string) int {
 		return 1
 	}
 	return 0
+}
+
+// linkMAC reads one link's MAC with a single RTM_GETLINK; net.InterfaceByName dumps every link.
+func linkMAC(name string) string {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return ""
+	}
+	return l.Attrs().HardwareAddr.String()
 }
 
 func argsOf(a *skel.CmdArgs) Args {
