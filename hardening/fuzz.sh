@@ -35,6 +35,10 @@ echo "$targets" | while read -r pkg target; do
 	# One package may hold several targets: -run and -fuzz must each match exactly one.
 	if "${GO:-go}" test -count=1 -run "^${target}\$" -fuzz "^${target}\$" -fuzztime "${secs}s" -fuzzminimizetime 50x "$pkg" >"$log" 2>&1; then
 		result=ok
+	elif grep -q 'context deadline exceeded' "$log" && ! grep -q -e 'Failing input written to' -e 'panic:' "$log"; then
+		# go test -fuzz can end a clean run with "context deadline exceeded" when -fuzztime expires
+		# while a worker is busy (a Go fuzzing quirk): no failing input was found or written.
+		result=ok
 	else
 		result=FAIL
 	fi

@@ -83,7 +83,8 @@ func testMain(m *testing.M) int {
 			unmountBelow(buildahDir)
 		}()
 	}
-	return m.Run()
+	// Stage overlays live under the suite's storage, RUN containers' mounts under its bundles.
+	return testutil.CheckSuite("build integration", testutil.Scope{Paths: []string{suiteTmp}}, m.Run)
 }
 
 func writeBase(archive string) error {

@@ -48,7 +48,8 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	fmt.Printf("client tests: runtime %s\n", runtimeBin)
-	return m.Run()
+	// containerd's and podman's dirs are made beside dir (their socket paths must stay short).
+	return testutil.CheckSuite("clients integration", testutil.Scope{Paths: []string{os.TempDir()}}, m.Run)
 }
 
 // buildRuntime builds cmd/knast into dir unless $KNAST_CLIENT_RUNTIME names another runtime.

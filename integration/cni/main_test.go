@@ -60,7 +60,8 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	return m.Run()
+	scope := testutil.Scope{Paths: []string{dir}, LinkPrefixes: []string{"kcnit", "knv"}, NftTables: []string{"knast-"}}
+	return testutil.CheckSuite("CNI integration", scope, m.Run)
 }
 
 // testEnv is one test's network: its own name, bridge, subnet and data directory (hence its own nft

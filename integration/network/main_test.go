@@ -50,11 +50,16 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Every test's t.TempDir lives under dir, so the suite's leak check can scope mounts to it.
+	os.Setenv("TMPDIR", dir)
 	if knastBin, err = testutil.BuildKnast(context.Background(), dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	return m.Run()
+	// The tests' bridges are kni1NN, their containers' host ends knv...; their storage dirs are not the
+	// default, so their NAT tables are knast-<hash>.
+	scope := testutil.Scope{Paths: []string{dir}, LinkPrefixes: []string{"kni1", "knv"}, NftTables: []string{"knast-"}}
+	return testutil.CheckSuite("network integration", scope, m.Run)
 }
 
 // world is one test's private knast: its own --storage (networks.db, NAT table) and --root.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -144,4 +145,20 @@ func multisetNew(before, after []string) []string {
 // programs, shared by all containers) rather than per-container state.
 func isStateDB(rel string) bool {
 	return strings.HasPrefix(rel, "knast.db") || rel == "@cache" || strings.HasPrefix(rel, "@cache/")
+}
+
+// CheckSuite runs a test suite (m.Run) between two snapshots of scope and fails it (exit status 1)
+// when anything new is left: a suite's TestMain returns CheckSuite(scope, m.Run).
+func CheckSuite(name string, scope Scope, run func() int) int {
+	before, err := TakeSnapshot(scope)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: leak snapshot: %v\n", name, err)
+		return 1
+	}
+	code := run()
+	if leaks := before.WaitLeaks(5 * time.Second); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "%s suite leaked:\n  %s\n", name, strings.Join(leaks, "\n  "))
+		code = 1
+	}
+	return code
 }
