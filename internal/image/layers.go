@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -104,34 +106,61 @@ func (s *Store) prepareLayers(ctx context.Context, img *Image) ([]string, error)
 		diffIDs[i] = l.DiffID
 	}
 	chains := ChainIDs(diffIDs)
-	dirs := make([]string, 0, len(chains))
+	lds := make([]string, len(chains))
+	var missing []int
 	for i, c := range chains {
 		ld, err := s.layerDir(c)
 		if err != nil {
 			return nil, err
 		}
-		diff := filepath.Join(ld, "diff")
-		if _, err := os.Stat(diff); errors.Is(err, fs.ErrNotExist) {
+		lds[i] = ld
+		if _, err := os.Stat(filepath.Join(ld, "diff")); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, i)
+		} else if err != nil {
+			return nil, fmt.Errorf("layer cache: %w", err)
+		}
+	}
+	// Missing layers are decompressed ahead, the next one while this one is extracted: each
+	// extraction needs the layers below it, but decompression does not.
+	ahead := map[int]*readAhead{}
+	defer func() {
+		for _, ra := range ahead {
+			ra.Close()
+		}
+	}()
+	startAhead := func(k int) {
+		if k >= len(missing) || ahead[missing[k]] != nil {
+			return
+		}
+		d := img.Layers[missing[k]].Digest
+		ahead[missing[k]] = startReadAhead(func() (io.ReadCloser, error) { return s.OpenBlob(d) })
+	}
+	dirs := make([]string, 0, len(chains))
+	for i, c := range chains {
+		if k := slices.Index(missing, i); k >= 0 {
+			startAhead(k)
+			startAhead(k + 1)
 			parent := ""
 			if i > 0 {
 				parent = chains[i-1]
 			}
 			meta := layerMeta{DiffID: img.Layers[i].DiffID, ChainID: c, Parent: parent}
-			if err := s.addLayer(ctx, img.Layers[i], meta, ld, dirs); err != nil {
+			err := s.addLayer(ctx, ahead[i], meta, lds[i], dirs)
+			ahead[i].Close()
+			delete(ahead, i)
+			if err != nil {
 				return nil, fmt.Errorf("image %s: layer %d (%s): %w", img.Ref, i, img.Layers[i].Digest, err)
 			}
-		} else if err != nil {
-			return nil, fmt.Errorf("layer cache: %w", err)
 		}
-		dirs = append(dirs, diff)
+		dirs = append(dirs, filepath.Join(lds[i], "diff"))
 	}
 	return dirs, nil
 }
 
-// addLayer unpacks one layer into the cache at ld, on an overlay of lowers (lowest first). The work
+// addLayer unpacks one layer (its uncompressed tar, layer) into the cache at ld, on an overlay of lowers (lowest first). The work
 // happens in a temp dir under a per-layer lock; a second process waiting for the lock finds the
 // layer done.
-func (s *Store) addLayer(ctx context.Context, l Layer, meta layerMeta, ld string, lowers []string) error {
+func (s *Store) addLayer(ctx context.Context, layer io.Reader, meta layerMeta, ld string, lowers []string) error {
 	hexName := filepath.Base(ld)
 	lock, err := lockPartial(ctx, filepath.Join(s.tmp, "layer-"+hexName+".lock"))
 	if err != nil {
@@ -157,12 +186,7 @@ func (s *Store) addLayer(ctx context.Context, l Layer, meta layerMeta, ld string
 			removeLayerTemp(tmp)
 		}
 	}()
-	blob, err := s.OpenBlob(l.Digest)
-	if err != nil {
-		return err
-	}
-	defer blob.Close()
-	if err := unpackOnOverlay(ctx, tmp, blob, meta.DiffID, lowers); err != nil {
+	if err := unpackOnOverlay(ctx, tmp, layer, meta.DiffID, lowers); err != nil {
 		return err
 	}
 	b, err := json.Marshal(meta)

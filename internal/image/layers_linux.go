@@ -152,10 +152,11 @@ func mountRootfs(rootfs, stateDir string, lowers []string) error {
 
 // unpackOnOverlay unpacks one layer into tmp/diff: directly for the lowest layer, else through an
 // overlay of lowers with tmp/diff as its upper dir, so the kernel writes the layer's changes as an
-// overlayfs upper (whiteouts, copied-up dirs). The uncompressed content must match diffID.
+// overlayfs upper (whiteouts, copied-up dirs). blob is the layer's uncompressed tar (unpack.Decompress),
+// which must match diffID.
 func unpackOnOverlay(ctx context.Context, tmp string, blob io.Reader, diffID string, lowers []string) error {
 	diff := filepath.Join(tmp, "diff")
-	opts := unpack.Options{DiffIDs: []string{diffID}}
+	opts := unpack.Options{DiffIDs: []string{diffID}, Uncompressed: true}
 	if len(lowers) == 0 {
 		_, err := unpack.Extract(ctx, diff, []io.Reader{blob}, opts)
 		return err

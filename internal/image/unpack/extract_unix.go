@@ -108,7 +108,10 @@ func makeRoot(root string) error {
 }
 
 func (x *extractor) layer(r io.Reader, diffID string) error {
-	dr, done, err := decompress(r)
+	dr, done, err := r, func() {}, error(nil)
+	if !x.o.Uncompressed {
+		dr, done, err = decompress(r)
+	}
 	if err != nil {
 		return err
 	}

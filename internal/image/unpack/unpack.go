@@ -59,6 +59,9 @@ type Options struct {
 	// have (the image config's rootfs.diff_ids). A layer that differs fails with ErrDiffID after
 	// it was applied, so the caller must discard the root; a shared layer cache relies on it.
 	DiffIDs []string
+	// Uncompressed says the layers are plain tar streams (already through Decompress, maybe in
+	// another goroutine): no compression is detected, so a tar is never decompressed twice.
+	Uncompressed bool
 }
 
 // Stats reports what an extraction did.
@@ -130,6 +133,26 @@ var (
 	magicXz   = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
 	magicBz2  = []byte("BZh")
 )
+
+// Decompress returns the uncompressed stream of a layer (gzip, zstd or plain tar, detected by
+// magic). Close releases the decoder; it does not close r.
+func Decompress(r io.Reader) (io.ReadCloser, error) {
+	dr, done, err := decompress(r)
+	if err != nil {
+		return nil, err
+	}
+	return decoder{dr, done}, nil
+}
+
+type decoder struct {
+	io.Reader
+	done func()
+}
+
+func (d decoder) Close() error {
+	d.done()
+	return nil
+}
 
 // decompress returns the uncompressed stream of r, detected by magic, and a closer for the
 // decoder's resources.
