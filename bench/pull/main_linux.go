@@ -43,6 +43,7 @@ type options struct {
 	sizeMB, layers          int
 	sources                 string
 	skopeo, umoci, registry string
+	serve                   bool
 }
 
 // series are the measured cases, each a list of wall times.
@@ -85,6 +86,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	fs.StringVar(&o.skopeo, "skopeo", "skopeo", "skopeo binary")
 	fs.StringVar(&o.umoci, "umoci", "umoci", "umoci binary")
 	fs.StringVar(&o.registry, "registry", "docker-registry", "docker-registry binary")
+	fs.BoolVar(&o.serve, "serve", false, "only build and serve the image, print its reference and wait for a signal (for profiling knast by hand)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,6 +124,11 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	size, err := b.pushImage(ctx)
 	if err != nil {
 		return err
+	}
+	if o.serve {
+		fmt.Fprintf(out, "serving %s (plain HTTP) until interrupted\n", b.ref)
+		<-ctx.Done()
+		return nil
 	}
 
 	fmt.Fprintf(out, "measuring %d cold rounds...\n", o.rounds)

@@ -87,7 +87,8 @@ func pullCmd() command {
 			if err != nil {
 				return err
 			}
-			o := image.PullOptions{Platform: *platform, Insecure: insecure()}
+			// A plain pull leaves unpacking to the first bundle of the image.
+			o := image.PullOptions{Platform: *platform, Insecure: insecure(), NoUnpack: true}
 			if !*quiet {
 				o.Progress = a.stderr
 			}

@@ -101,6 +101,12 @@ func (s *Store) PrepareLayers(ctx context.Context, img *Image) ([]string, error)
 }
 
 func (s *Store) prepareLayers(ctx context.Context, img *Image) ([]string, error) {
+	return s.prepareLayersWhen(ctx, img, nil)
+}
+
+// prepareLayersWhen is prepareLayers for blobs still arriving: ready(ctx, i), when not nil,
+// returns once layer i's blob is in the store (or why it never will be).
+func (s *Store) prepareLayersWhen(ctx context.Context, img *Image, ready func(context.Context, int) error) ([]string, error) {
 	diffIDs := make([]string, len(img.Layers))
 	for i, l := range img.Layers {
 		diffIDs[i] = l.DiffID
@@ -132,8 +138,15 @@ func (s *Store) prepareLayers(ctx context.Context, img *Image) ([]string, error)
 		if k >= len(missing) || ahead[missing[k]] != nil {
 			return
 		}
-		d := img.Layers[missing[k]].Digest
-		ahead[missing[k]] = startReadAhead(func() (io.ReadCloser, error) { return s.OpenBlob(d) })
+		i, d := missing[k], img.Layers[missing[k]].Digest
+		ahead[i] = startReadAhead(func() (io.ReadCloser, error) {
+			if ready != nil {
+				if err := ready(ctx, i); err != nil {
+					return nil, err
+				}
+			}
+			return s.OpenBlob(d)
+		})
 	}
 	dirs := make([]string, 0, len(chains))
 	for i, c := range chains {

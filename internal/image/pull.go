@@ -37,6 +37,11 @@ type PullOptions struct {
 	RetryDelay time.Duration
 	// Keychain supplies credentials; nil means Keychain().
 	Keychain authn.Keychain
+	// NoUnpack skips unpacking the layers into the layer cache during the pull. By default each
+	// layer is unpacked (verified against its diff ID) as soon as its blob and the layers below
+	// it are in, while the others still download, so a bundle of the image mounts at once. A
+	// failed unpack does not fail the pull: PrepareLayers and MountRootfs do it again and report.
+	NoUnpack bool
 }
 
 const blobAttempts = 4
@@ -139,17 +144,35 @@ func (s *Store) Pull(ctx context.Context, ref string, o PullOptions) (*Image, er
 	if jobs <= 0 {
 		jobs = 3
 	}
+	ready := make([]chan struct{}, len(m.Layers))
+	for i := range ready {
+		ready[i] = make(chan struct{})
+	}
+	uctx, ucancel := context.WithCancel(ctx)
+	defer ucancel()
+	unpacked := s.unpackDuringPull(uctx, nm, m, cfg, ready, o.NoUnpack)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
 	size := man.Size + m.Config.Size
-	for _, l := range m.Layers {
+	for i, l := range m.Layers {
 		size += l.Size
-		g.Go(func() error { return get(gctx, l, "blob") })
+		g.Go(func() error {
+			if err := get(gctx, l, "blob"); err != nil {
+				return err
+			}
+			close(ready[i])
+			return nil
+		})
 	}
 	err = g.Wait()
 	prog.wait()
 	if err != nil {
+		ucancel()
+		<-unpacked
 		return nil, fmt.Errorf("%s: %w", nm, registryError(reg, "", err))
+	}
+	if err := <-unpacked; err != nil {
+		s.log.Warn("unpacking layers during the pull", "image", nm, "err", err)
 	}
 
 	// The manifest (and index) go in last: a stored manifest always has its blobs.
@@ -180,6 +203,33 @@ func (s *Store) Pull(ctx context.Context, ref string, o PullOptions) (*Image, er
 	}
 	img.Digest, img.Platform = rec.Digest, rec.Platform
 	return img, nil
+}
+
+// unpackDuringPull starts unpacking m's layers into the layer cache, each once ready[i] is closed
+// (its blob stored). The channel it returns yields the outcome; nil at once when there is nothing
+// to do (skip, no overlayfs, a config whose diff IDs do not pair with the layers).
+func (s *Store) unpackDuringPull(ctx context.Context, nm string, m *v1.Manifest, cfg *v1.ConfigFile, ready []chan struct{}, skip bool) <-chan error {
+	out := make(chan error, 1)
+	if skip || len(m.Layers) == 0 || len(cfg.RootFS.DiffIDs) != len(m.Layers) || overlaySupported() != nil {
+		out <- nil
+		return out
+	}
+	img := &Image{Ref: nm, Layers: make([]Layer, len(m.Layers))}
+	for i, l := range m.Layers {
+		img.Layers[i] = Layer{Digest: l.Digest.String(), DiffID: cfg.RootFS.DiffIDs[i].String(), MediaType: string(l.MediaType), Size: l.Size}
+	}
+	go func() {
+		_, err := s.prepareLayersWhen(ctx, img, func(ctx context.Context, i int) error {
+			select {
+			case <-ready[i]:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		out <- err
+	}()
+	return out
 }
 
 // putVerified stores b, which must have digest want.

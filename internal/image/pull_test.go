@@ -209,6 +209,11 @@ func TestPullRejectsCorruptBlob(t *testing.T) {
 			if blobsOf(t, s)[bad] {
 				t.Error("corrupt blob entered blobs/")
 			}
+			// Layers are unpacked during the pull; the corrupt one (the top) must not be.
+			chains := ChainIDs([]string{diffIDOf(t, img, 0), diffIDOf(t, img, 1)})
+			if _, err := os.Stat(filepath.Join(s.layersDir(), strings.TrimPrefix(chains[1], "sha256:"))); err == nil {
+				t.Error("corrupt layer entered the layer cache")
+			}
 			if _, err := s.Resolve(context.Background(), host+"/test/app:v1", ""); !errors.Is(err, ErrUnknownImage) {
 				t.Errorf("image named after a failed pull: %v", err)
 			}
@@ -407,4 +412,18 @@ func TestPullSurvivesConnectionCut(t *testing.T) {
 			t.Errorf("blob %s missing", d)
 		}
 	}
+}
+
+// diffIDOf returns the diff ID of img's layer i.
+func diffIDOf(t *testing.T, img v1.Image, i int) string {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil || i >= len(ls) {
+		t.Fatalf("layers: %d, %v", len(ls), err)
+	}
+	h, err := ls[i].DiffID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.String()
 }
