@@ -171,7 +171,10 @@ func (s *Store) Pull(ctx context.Context, ref string, o PullOptions) (*Image, er
 		<-unpacked
 		return nil, fmt.Errorf("%s: %w", nm, registryError(reg, "", err))
 	}
-	if err := <-unpacked; err != nil {
+	if err := <-unpacked; errors.Is(err, ErrNoOverlay) {
+		// The storage cannot hold overlay layers: bundles copy instead, and say so.
+		s.log.Debug("no layer unpacking during the pull", "image", nm, "err", err)
+	} else if err != nil {
 		s.log.Warn("unpacking layers during the pull", "image", nm, "err", err)
 	}
 
