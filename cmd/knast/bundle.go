@@ -119,7 +119,7 @@ func (a *app) imageBundle(ctx context.Context, ref, dir string, o imageBundleOpt
 	}
 	img, err := st.Resolve(ctx, ref, o.Platform)
 	if errors.Is(err, image.ErrUnknownImage) || errors.Is(err, image.ErrPlatform) {
-		img, err = st.Pull(ctx, ref, image.PullOptions{Platform: o.Platform, Insecure: o.Insecure, Progress: a.stderr})
+		img, err = st.Pull(ctx, ref, image.PullOptions{Platform: o.Platform, Insecure: o.Insecure, Progress: a.stderr, NoUnpack: o.Copy})
 	}
 	if err != nil {
 		return err

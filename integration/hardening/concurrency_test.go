@@ -25,6 +25,7 @@ var cleanErrors = []*regexp.Regexp{
 	regexp.MustCompile(`^knast: container [\w-]+: init exited before start: container not running$`),
 	regexp.MustCompile(`^knast: container [\w-]+: init was killed during create: container not running$`),
 	regexp.MustCompile(`^knast: container [\w-]+ is being created: container not running$`),
+	regexp.MustCompile(`^knast: container [\w-]+ was deleted during create: does not exist$`),
 	regexp.MustCompile(`^knast: cannot start a container that is (stopped|running|paused|creating): invalid state$`),
 	regexp.MustCompile(`^knast: cannot exec in a (stopped|paused|creating) container [\w-]+: container not running$`),
 	regexp.MustCompile(`^knast: cannot delete container [\w-]+ that is not stopped: (running|paused|creating)$`),
@@ -57,6 +58,7 @@ func TestConcurrentClients(t *testing.T) {
 		bad    []string
 		counts = map[string]int{}
 		known  = map[string]int{}
+		raced  []string
 	)
 	var wg sync.WaitGroup
 	for c := range clients {
@@ -93,6 +95,7 @@ func TestConcurrentClients(t *testing.T) {
 				case (args[0] == "exec" || args[0] == "create") && strings.HasPrefix(id, "cs-") && execRaceError.MatchString(strings.TrimSpace(r.stderr)):
 					// Only shared IDs see another client's kill; on a client's own IDs this is a failure.
 					known["exec racing exit"]++
+					raced = append(raced, r.String())
 				default:
 					bad = append(bad, r.String())
 				}
@@ -138,8 +141,8 @@ func TestConcurrentClients(t *testing.T) {
 	}
 	if n := known["exec racing exit"]; n > 0 {
 		t.Skipf("bug: exec or create racing the init's exit (a concurrent kill) failed %d times with a raw spawn error, not a named state error "+
-			"(e.g. 'spawn: open net namespace /proc/PID/ns/net: no such file or directory', 'container init: unexpected EOF')",
-			n)
+			"(e.g. 'spawn: open net namespace /proc/PID/ns/net: no such file or directory', 'container init: unexpected EOF'):\n%s",
+			n, strings.Join(raced[:min(len(raced), 3)], "\n"))
 	}
 }
 

@@ -404,7 +404,8 @@ func (b *builder) imageStage(ctx context.Context, ref, platform string) (*stage,
 	if errors.Is(err, image.ErrUnknownImage) || errors.Is(err, image.ErrPlatform) {
 		b.printf("Pulling %s\n", ref)
 		resolveErr := err
-		img, err = b.st.Pull(ctx, ref, image.PullOptions{Platform: plat, Insecure: b.o.Insecure, Progress: b.out})
+		// The builder unpacks base images into its own cache (build/base): no layer-cache unpack.
+		img, err = b.st.Pull(ctx, ref, image.PullOptions{Platform: plat, Insecure: b.o.Insecure, Progress: b.out, NoUnpack: true})
 		if err != nil && errors.Is(resolveErr, image.ErrPlatform) {
 			err = fmt.Errorf("%v; pulling it: %w", resolveErr, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -72,7 +73,8 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	s.Process = p
 	pid, err := m.backend.exec(ctx, &execRequest{Rec: &rec, Spec: s, Opts: o})
 	if err != nil {
-		if m.status(&rec) == specs.StateStopped {
+		// A killed init loses its namespaces and sockets a moment before /proc shows it dead.
+		if exitsWithin(ctx, &rec, 200*time.Millisecond) {
 			// The container stopped (another client's kill) while the exec joined it.
 			m.log.Debug("exec: container stopped", "id", id, "err", err)
 			return -1, fmt.Errorf("cannot exec in a stopped container %s: %w", id, ErrNotRunning)

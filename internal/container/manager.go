@@ -103,7 +103,7 @@ func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err e
 	}
 	defer func() {
 		if err != nil {
-			m.rollback(id, s)
+			m.rollback(id, s, &rec)
 		}
 	}()
 	// A state dir left by a crash of an earlier container with this ID is stale: the record was gone.
@@ -145,8 +145,14 @@ func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err e
 	}
 	m.log.Debug("create: recorded", "id", id, "took", time.Since(t0))
 	if err := m.backend.create(ctx, req); err != nil {
-		if rec.Pid > 0 && vanished(err) && !ProcAlive(rec.Pid, rec.PidStart) {
-			// Another client killed the init midway: a state error, not a protocol failure.
+		if cur, gerr := m.store.Container(ctx, id); errors.Is(gerr, store.ErrNotExist) || (gerr == nil && !sameContainer(&cur, &rec)) {
+			// Another client's delete --force removed the container midway (and maybe made a new one).
+			m.log.Debug("create: deleted meanwhile", "id", id, "err", err)
+			return fmt.Errorf("container %s was deleted during create: %w", id, store.ErrNotExist)
+		}
+		if vanished(err) && rec.Pid > 0 && exitsSoon(ctx, &rec) {
+			// The init went away without a word: another client's kill got to it midway. That is a
+			// state error, not a protocol failure.
 			m.log.Debug("create: init gone", "id", id, "err", err)
 			return fmt.Errorf("container %s: init was killed during create: %w", id, ErrNotRunning)
 		}
@@ -173,11 +179,20 @@ func vanished(err error) bool {
 }
 
 // rollback removes everything a failed create made. It runs with its own context: the create's may be done.
-func (m *Manager) rollback(id string, s *specs.Spec) {
+// mine is the record as this create made it: its init is killed whatever the store says now, but the
+// rest (cgroup, state, record) is removed only while the store still holds this create's container —
+// another client may have deleted it meanwhile and made a new one under the same ID.
+func (m *Manager) rollback(id string, s *specs.Spec, mine *store.Container) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if mine.Pid > 0 && ProcAlive(mine.Pid, mine.PidStart) {
+		unix.Kill(mine.Pid, unix.SIGKILL)
+		if err := WaitExit(ctx, mine.Pid, mine.PidStart); err != nil {
+			m.log.Warn("rollback: wait for init", "id", id, "err", err)
+		}
+	}
 	rec, err := m.store.Container(ctx, id)
-	if err != nil {
+	if err != nil || !sameContainer(&rec, mine) {
 		return
 	}
 	m.killAndWait(ctx, &rec, s)
@@ -187,6 +202,24 @@ func (m *Manager) rollback(id string, s *specs.Spec) {
 	m.detachNetwork(ctx, id, s.Annotations, true)
 	os.RemoveAll(rec.StateDir)
 	m.store.DeleteContainer(ctx, id)
+}
+
+// sameContainer reports whether two records of one ID describe the same container (not one deleted
+// and another created under its ID meanwhile).
+func sameContainer(a, b *store.Container) bool {
+	return a.ID == b.ID && a.Created.UnixNano() == b.Created.UnixNano()
+}
+
+// exitsSoon reports whether the container's init is gone or goes within a moment: a killed process
+// closes its sockets before /proc shows it dead.
+func exitsSoon(ctx context.Context, rec *store.Container) bool {
+	return exitsWithin(ctx, rec, 500*time.Millisecond)
+}
+
+func exitsWithin(ctx context.Context, rec *store.Container, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return WaitExit(ctx, rec.Pid, rec.PidStart) == nil
 }
 
 // Start runs the user process of a created container.
@@ -258,7 +291,7 @@ func waitFifo(ctx context.Context, fifo string, rec *store.Container) error {
 			// EOF: the init exec'd (the fifo was close-on-exec) or exited.
 			break
 		}
-		if len(got) == 0 && !ProcAlive(rec.Pid, rec.PidStart) {
+		if len(got) == 0 && exitsSoon(ctx, rec) {
 			return fmt.Errorf("container %s: init exited before start: %w", rec.ID, ErrNotRunning)
 		}
 		if err := ctx.Err(); err != nil {
