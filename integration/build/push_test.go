@@ -4,59 +4,18 @@ package buildtest
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-)
 
-// startRegistry runs Debian's docker-registry on a free loopback port until the test ends.
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("docker-registry"); err != nil {
-		t.Fatalf("docker-registry is needed (Debian package docker-registry): %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n  secret: knast-build-test\n", filepath.Join(dir, "data"), addr)
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", cfgPath)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry on %s did not answer: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+	"github.com/knast/knast/internal/testutil"
+)
 
 // --push sends the built image to a registry; another store then builds FROM it (pulled, with
 // progress) and the result runs.
 func TestBuildPushAndFromRegistry(t *testing.T) {
-	addr := startRegistry(t)
+	addr := testutil.StartRegistry(t)
 	ref := addr + "/knast-build-it/pushed:1"
 	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + baseImage + "\nRUN echo pushed > /pushed.txt\n"})
 	out, err := knast(t, "build", "-t", ref, "--push", "--tls-verify=false", dir)

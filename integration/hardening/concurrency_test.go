@@ -170,7 +170,7 @@ func checkState(out, id string) string {
 // ends with the image named once, every blob intact and nothing left in STORAGE/tmp.
 func TestConcurrentPulls(t *testing.T) {
 	e := newEnv(t)
-	addr := startRegistry(t)
+	addr := testutil.StartRegistry(t)
 	ref := addr + "/hardening/concurrent:1"
 	e.must("image", "load", "-i", ociArchive(t, ref, [][]byte{layerTar(t, file("data", strings.Repeat("x", 1<<20)))}, archiveOpts{}))
 	e.must("push", "--tls-verify=false", ref)

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,7 +154,7 @@ func crashPull(t *testing.T, want int) {
 	if _, err := exec.LookPath("docker-registry"); err != nil {
 		t.Fatalf("docker-registry is needed (Debian package docker-registry): %v", err)
 	}
-	addr := startRegistry(t)
+	addr := testutil.StartRegistry(t)
 	ref := addr + "/hardening/crash:1"
 	rootfs := filepath.Join(t.TempDir(), "rootfs")
 	if err := testutil.BusyboxRootfs(rootfs); err != nil {
@@ -221,53 +219,5 @@ func crashPull(t *testing.T, want int) {
 	t.Logf("pull: %d crashes in %d attempts over %v", crashes, attempts, dur)
 	if crashes < want {
 		t.Errorf("pull: only %d of %d crashes landed in %d attempts", crashes, want, attempts)
-	}
-}
-
-// startRegistry runs Debian's docker-registry on a free loopback port with storage in a temp dir,
-// stopped when the test ends.
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: knast-hardening\n", filepath.Join(dir, "data"), addr)
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr
-			}
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("docker-registry on %s did not answer: %v\n%s", addr, err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -110,7 +108,7 @@ func startNode(t *testing.T) *node {
 		logPath:   filepath.Join(dir, "containerd.log"),
 	}
 	t.Cleanup(n.cleanupDir)
-	n.registry = startRegistry(t, dir)
+	n.registry = testutil.StartRegistry(t)
 	n.pushImages()
 	n.installCNI()
 	n.startContainerd()
@@ -140,53 +138,6 @@ func (n *node) cleanupDir() {
 	for _, cg := range cgroupDirs(n.cgroupParent) {
 		removeCgroupTree(cg)
 	}
-}
-
-// startRegistry runs Debian's docker-registry on a free loopback port, storage under dir.
-func startRegistry(t *testing.T, dir string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n  secret: knast-kube-test\n",
-		filepath.Join(dir, "registry"), addr)
-	cfgPath := filepath.Join(dir, "registry.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-	})
-	if msg := eventually(20*time.Second, func() string {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err != nil {
-			return err.Error()
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return resp.Status
-		}
-		return ""
-	}); msg != "" {
-		log, _ := os.ReadFile(logf.Name())
-		t.Fatalf("docker-registry on %s did not answer: %s\n%s", addr, msg, log)
-	}
-	return addr
 }
 
 // pushImages builds the pause image (a static C binary) and a busybox image, and pushes both to the
