@@ -77,3 +77,9 @@ type CreateOptions struct {
 	Stdout        *os.File
 	Stderr        *os.File
 }
+
+// initReported is an error the container's init reported itself over the sync socket (as opposed to
+// the socket breaking): its message is the init's.
+type initReported string
+
+func (e initReported) Error() string { return "container init: " + string(e) }

@@ -240,7 +240,7 @@ func jailHint(err error) string {
 func jailInitErr(ctx context.Context, err error) error {
 	var ie *freebsd.InitError
 	if errors.As(err, &ie) {
-		return fmt.Errorf("container init: %s", ie.Msg)
+		return initReported(ie.Msg)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()

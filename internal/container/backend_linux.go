@@ -215,7 +215,7 @@ func passNotifyFd(pid, fd int, s *specs.Spec, state specs.State) error {
 func initErr(ctx context.Context, err error) error {
 	var ie *linux.InitError
 	if errors.As(err, &ie) {
-		return fmt.Errorf("container init: %s", ie.Msg)
+		return initReported(ie.Msg)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()

@@ -73,8 +73,10 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	s.Process = p
 	pid, err := m.backend.exec(ctx, &execRequest{Rec: &rec, Spec: s, Opts: o})
 	if err != nil {
-		// A killed init loses its namespaces and sockets a moment before /proc shows it dead.
-		if exitsWithin(ctx, &rec, 200*time.Millisecond) {
+		// A killed init loses its namespaces and sockets a moment before /proc shows it dead. An error
+		// the init reported itself (a missing binary, a bad cwd) is the process's, not a race.
+		var own initReported
+		if !errors.As(err, &own) && exitsWithin(ctx, &rec, 200*time.Millisecond) {
 			// The container stopped (another client's kill) while the exec joined it.
 			m.log.Debug("exec: container stopped", "id", id, "err", err)
 			return -1, fmt.Errorf("cannot exec in a stopped container %s: %w", id, ErrNotRunning)

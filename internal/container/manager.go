@@ -298,7 +298,11 @@ func waitFifo(ctx context.Context, fifo string, rec *store.Container) error {
 			return err
 		}
 	}
-	if len(got) == 0 || got[0] != '0' {
+	if len(got) == 0 {
+		// The init is alive but its byte went to another reader: a concurrent start won the race.
+		return fmt.Errorf("cannot start a container that is %s: %w", specs.StateRunning, ErrWrongState)
+	}
+	if got[0] != '0' {
 		return fmt.Errorf("container %s: init did not start", rec.ID)
 	}
 	if len(got) > 1 {

@@ -216,6 +216,12 @@ func Spawn(ctx context.Context, c SpawnConfig) (*Process, error) {
 	exeFD := syncFD + 1
 	env := slices.DeleteFunc(slices.Clone(c.Env), func(e string) bool { return strings.HasPrefix(e, spawnEnvPrefix) })
 	env = append(append(env, plan.env...), spawnEnvSyncFD+"="+strconv.Itoa(syncFD))
+	// The init runs in the container's cgroup, where every thread counts against pids.max: one P keeps
+	// the Go runtime to a handful of threads (a tight pids limit must not abort the init), and the init
+	// has no parallel work. The container's process gets its own environment from the config.
+	if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "GOMAXPROCS=") }) {
+		env = append(env, "GOMAXPROCS=1")
+	}
 	sys := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if c.Cgroup != nil {
 		sys.UseCgroupFD = true
