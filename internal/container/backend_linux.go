@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/moby/sys/mountinfo"
@@ -90,18 +91,22 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	if pids, err := cg.Pids(); err == nil && len(pids) > 0 {
 		return fmt.Errorf("linux.cgroupsPath: cgroup %s is in use by %d process(es)", cg.Path(), len(pids))
 	}
-	// Created before the init exists so it is confined before it runs any of the container's code; destroy
-	// removes it on every failure path.
-	if err := cg.Create(s.Linux.Resources); err != nil {
-		return err
-	}
-	cgDir, err := cg.V2Dir()
+	// The cgroup2 directory must exist for the init to be cloned into it; the rest of the cgroup (the v1
+	// hierarchies, every limit) is made while the init is exec'd, and the init waits at its gate until
+	// that is done: it joins the v1 cgroups and runs anything but knast only afterwards. destroy removes
+	// all of it on every failure path.
+	cgDir, err := cg.MakeV2Dir(s.Linux.Resources)
 	if err != nil {
 		return err
 	}
 	if cgDir != nil {
 		defer cgDir.Close()
 	}
+	cgMade := make(chan error, 1)
+	go func() { cgMade <- cg.Create(s.Linux.Resources) }()
+	// Waited for on every path, so a failed create never races its own cgroup creation in rollback.
+	cgWait := sync.OnceValue(func() error { return <-cgMade })
+	defer cgWait()
 	fifo, err := os.OpenFile(r.FifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open exec fifo: %w", err)
@@ -114,7 +119,8 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 		Args: []string{"init"}, Join: join, New: create,
 		UIDMappings: s.Linux.UIDMappings, GIDMappings: s.Linux.GIDMappings,
 		TimeOffsets: s.Linux.TimeOffsets,
-		Stdin:       io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra, Cgroup: cgDir,
+		Stdin:       io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra,
+		Cgroup: cgDir, CgroupV1: cg.V1Dirs(), Gate: cgWait,
 	})
 	if err != nil {
 		return err
@@ -124,9 +130,8 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	stop := context.AfterFunc(ctx, func() { p.Sync.Close() })
 	defer stop()
 	b.log.Debug("spawned init", "id", r.ID, "pid", p.Pid, "took", time.Since(t0))
-	// The config goes out first so the init prepares the rootfs while the pid is recorded and entered into
-	// the v1 cgroups (CLONE_INTO_CGROUP covers only v2). Both happen before the init asks for the hooks,
-	// that is before it runs anything but knast itself.
+	// The init is already in every cgroup: v2 through CLONE_INTO_CGROUP, v1 by joining them itself in
+	// the C phase. The config goes out first so the init prepares the rootfs while the pid is recorded.
 	conn := linux.NewConn(p.Sync)
 	state := r.state()
 	state.Pid = p.Pid
@@ -142,9 +147,6 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	}
 	if sendErr != nil {
 		return initErr(ctx, sendErr)
-	}
-	if err := cg.Enter(p.Pid); err != nil {
-		return err
 	}
 	if _, err := conn.Expect(linux.MsgHooks); err != nil {
 		return initErr(ctx, err)
@@ -288,7 +290,8 @@ func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
 	defer io.close()
 	p, err := linux.Spawn(ctx, linux.SpawnConfig{
 		Args: []string{"init"}, Join: join,
-		Stdin: io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra, Cgroup: cgDir,
+		Stdin: io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra,
+		Cgroup: cgDir, CgroupV1: cg.V1Dirs(),
 	})
 	if err != nil {
 		return -1, err
@@ -296,11 +299,6 @@ func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
 	defer p.Sync.Close()
 	stop := context.AfterFunc(ctx, func() { p.Sync.Close() })
 	defer stop()
-	if err := cg.Enter(p.Pid); err != nil {
-		unix.Kill(p.Pid, unix.SIGKILL)
-		unix.Wait4(p.Pid, nil, 0, nil)
-		return -1, err
-	}
 	conn := linux.NewConn(p.Sync)
 	cfg := &linux.InitConfig{
 		ID: r.Rec.ID, Spec: s, Rootfs: r.Rec.Rootfs, PreserveFds: r.Opts.PreserveFds,

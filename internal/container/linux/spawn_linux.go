@@ -34,6 +34,16 @@ type SpawnConfig struct {
 	Stdin, Stdout, Stderr *os.File   // nil means /dev/null
 	ExtraFiles            []*os.File // child fds 3..; the sync socket follows at 3+len(ExtraFiles)
 	Cgroup                *os.File   // optional cgroup v2 directory the child is cloned into
+
+	// CgroupV1 are cgroup v1 directories the child joins itself, first thing in the C phase while it
+	// is one thread, by writing 0 to each "tasks" file. Unlike a parent writing the pid to cgroup.procs,
+	// that takes no global lock and waits for no RCU grace period (milliseconds per hierarchy).
+	CgroupV1 []string
+
+	// Gate, when set, holds the child at the start of its C phase (before it joins the v1 cgroups or
+	// any namespace) until Gate returns: the caller finishes work the child must not start without,
+	// such as the cgroups' limits, while the child is exec'd. An error kills the child.
+	Gate func() error
 }
 
 // Process is a child started by Spawn.
@@ -51,6 +61,8 @@ const (
 	spawnEnvUnshare  = "_KNAST_UNSHARE"
 	spawnEnvOffsets  = "_KNAST_TIMEOFFSETS"
 	spawnEnvDenySetg = "_KNAST_SETGROUPS_DENY"
+	spawnEnvCgroupV1 = "_KNAST_CGROUP_V1"
+	spawnEnvGate     = "_KNAST_GATE"
 )
 
 // Wire format of the C phase on the sync socket: one tag byte, a payload
@@ -60,6 +72,7 @@ const (
 	spawnTagPid   = 'P' // child: final pid follows; last message of the C phase
 	spawnTagError = 'E' // child: error text follows; the child exits 1
 	spawnTagAck   = 'A' // parent: maps written
+	spawnTagGo    = 'G' // parent: the gate is open (SpawnConfig.Gate)
 	spawnMaxLine  = 4096
 )
 
@@ -142,7 +155,21 @@ func spawnMakePlan(c SpawnConfig) (spawnPlan, error) {
 		return p, errors.New("time offsets need a new time namespace")
 	}
 
+	var cgroups strings.Builder
+	for _, d := range c.CgroupV1 {
+		if !strings.HasPrefix(d, "/") || strings.ContainsAny(d, "\n\x00") {
+			return p, fmt.Errorf("cgroup directory %q: want an absolute path without newlines", d)
+		}
+		cgroups.WriteString(d + "\n")
+	}
+
 	p.env = []string{spawnEnvNsenter + "=1"}
+	if cgroups.Len() > 0 {
+		p.env = append(p.env, spawnEnvCgroupV1+"="+cgroups.String())
+	}
+	if c.Gate != nil {
+		p.env = append(p.env, spawnEnvGate+"=1")
+	}
 	if join.Len() > 0 {
 		p.env = append(p.env, spawnEnvJoin+"="+join.String())
 	}
@@ -234,6 +261,17 @@ func Spawn(ctx context.Context, c SpawnConfig) (*Process, error) {
 		return nil, fmt.Errorf("spawn: start: %w", err)
 	}
 	childEnd.Close() // so the child's death reads as EOF
+	if c.Gate != nil {
+		err := c.Gate()
+		if err == nil {
+			_, err = parentEnd.Write([]byte{spawnTagGo, '\n'})
+		}
+		if err != nil {
+			spawnCleanup(proc, 0)
+			parentEnd.Close()
+			return nil, err
+		}
+	}
 
 	// Killing the direct child unblocks every wait of the C phase: its death
 	// closes the socket, or (after a fork) the gate the final process waits on.

@@ -47,14 +47,25 @@ func (c *Cgroup) v1DirFor(ctrl string) string {
 
 // Dirs lists every directory of the cgroup: the v1 ones, then the cgroup2 one.
 func (c *Cgroup) Dirs() []string {
+	return append(c.V1Dirs(), c.v2Dirs()...)
+}
+
+// V1Dirs lists the cgroup's directory on every v1 hierarchy. A process joins these itself (see
+// linux.SpawnConfig.CgroupV1): a thread writing 0 to its own "tasks" file skips the global lock that
+// moving another process takes, whose RCU grace period costs milliseconds per move.
+func (c *Cgroup) V1Dirs() []string {
 	var out []string
 	for _, d := range c.v1 {
 		out = append(out, d.dir)
 	}
-	if c.v2 != "" {
-		out = append(out, c.v2)
-	}
 	return out
+}
+
+func (c *Cgroup) v2Dirs() []string {
+	if c.v2 == "" {
+		return nil
+	}
+	return []string{c.v2}
 }
 
 // newCgroup places path in layout l.

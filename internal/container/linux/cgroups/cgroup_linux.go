@@ -148,7 +148,7 @@ func (c *Cgroup) Create(r *specs.LinuxResources) error {
 			return err
 		}
 		if slices.Contains(d.h.Subsystems, "cpuset") {
-			if err := initCpuset(d.h.Mountpoint, d.dir); err != nil {
+			if err := initCpuset(d.h.Mountpoint, d.dir, m); err != nil {
 				undo()
 				return err
 			}
@@ -202,7 +202,10 @@ func mkdirs(mountpoint, dir string, before func(parent string) error) ([]string,
 
 // initCpuset fills empty cpuset.cpus and cpuset.mems from the parent on every level below the
 // mountpoint: a v1 cpuset cgroup starts empty and refuses tasks and limits until they are set.
-func initCpuset(mountpoint, dir string) error {
+//
+// Each such write rebuilds the scheduler domains (about a millisecond), so an intermediate level made
+// here (in made) also gets cgroup.clone_children: the kernel then fills its later children at mkdir.
+func initCpuset(mountpoint, dir string, made []string) error {
 	rel, err := filepath.Rel(mountpoint, dir)
 	if err != nil {
 		return fmt.Errorf("cpuset %s: %w", dir, err)
@@ -228,6 +231,12 @@ func initCpuset(mountpoint, dir string) error {
 			}
 			if err := writeFile(filepath.Join(cur, f), strings.TrimSpace(pv)); err != nil {
 				return &fileError{field: fCPU, path: filepath.Join(cur, f), err: err}
+			}
+		}
+		if cur != dir && slices.Contains(made, cur) {
+			p := filepath.Join(cur, "cgroup.clone_children")
+			if err := writeFile(p, "1"); err != nil {
+				return &fileError{field: fCPU, path: p, err: err}
 			}
 		}
 	}
@@ -430,6 +439,24 @@ func (c *Cgroup) Enter(pid int) error {
 		}
 	}
 	return nil
+}
+
+// MakeV2Dir creates only the cgroup2 directory (enabling controllers on the way, as Create does) and
+// opens it for CLONE_INTO_CGROUP: a child can be cloned into it while Create does the rest. (nil, nil)
+// when there is no cgroup2 side. Create then finds the directory in place; Destroy removes it.
+func (c *Cgroup) MakeV2Dir(r *specs.LinuxResources) (*os.File, error) {
+	if c.v2 == "" {
+		return nil, nil
+	}
+	full := specs.LinuxResources{}
+	if r != nil {
+		full = *r
+	}
+	full.Devices = slices.Concat(full.Devices, DefaultDevices())
+	if _, err := mkdirs(c.layout.V2.Mountpoint, c.v2, c.enableControllers(&full)); err != nil {
+		return nil, err
+	}
+	return c.V2Dir()
 }
 
 // V2Dir opens the cgroup2 directory with O_PATH for clone3's CLONE_INTO_CGROUP; (nil, nil) when

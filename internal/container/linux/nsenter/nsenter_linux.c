@@ -14,9 +14,16 @@
  *   _KNAST_TIMEOFFSETS     text for /proc/self/timens_offsets
  *   _KNAST_SETGROUPS_DENY  "1": write "deny" to /proc/self/setgroups in a
  *                          new user namespace before asking for the maps
+ *   _KNAST_CGROUP_V1       cgroup v1 directories, '\n'-separated, to join
+ *   _KNAST_GATE            "1": wait for the parent's "G\n" before anything
+ *                          else (it finishes the cgroups meanwhile)
  *
  * and then: closes every fd above the sync fd (the memfd the binary was
- * executed from, anything inherited by accident); opens all join paths; setns
+ * executed from, anything inherited by accident); joins the v1 cgroups by
+ * writing 0 to each "tasks" file (we are still one thread, so this moves the
+ * whole process, and a thread moving itself skips the global threadgroup
+ * lock whose RCU grace period makes a parent's cgroup.procs write slow);
+ * opens all join paths; setns
  * user first, mnt last; unshare(CLONE_NEWUSER) and waits for the parent to
  * write the id maps; unshare the rest; writes the time offsets; forks when a
  * pid namespace was joined or created or a time namespace was created (both
@@ -30,7 +37,8 @@
  *                    "P<pid>\n"   final process pid as the parent sees it;
  *                                 the last message of the C phase
  *                    "E<text>\n"  error; the process exits with status 1
- *   parent -> child  "A\n"        maps written
+ *   parent -> child  "G\n"        gate open (only with _KNAST_GATE)
+ *                    "A\n"        maps written
  *
  * All variables but _KNAST_SYNCFD are removed from the environment (and their
  * text wiped) so they never reach the container; linux.ChildSync removes
@@ -205,8 +213,8 @@ static int nsenter_send(int syncfd, char tag, long value, int with_value)
 	return nsenter_write_all(syncfd, buf, (size_t)n);
 }
 
-/* nsenter_wait_ack blocks until the parent sends "A\n". */
-static void nsenter_wait_ack(int syncfd)
+/* nsenter_wait_ack blocks until the parent sends "<tag>\n". */
+static void nsenter_wait_ack(int syncfd, char tag)
 {
 	char buf[2];
 	size_t got = 0;
@@ -216,12 +224,12 @@ static void nsenter_wait_ack(int syncfd)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			nsenter_fail(syncfd, 1, "nsenter: read maps ack");
+			nsenter_fail(syncfd, 1, "nsenter: read %c from parent", tag);
 		if (n == 0)
 			_exit(1); /* parent gone */
 		got += (size_t)n;
 	}
-	if (buf[0] != 'A' || buf[1] != '\n')
+	if (buf[0] != tag || buf[1] != '\n')
 		nsenter_fail(syncfd, 0, "nsenter: unexpected message from parent (tag %c)", buf[0]);
 }
 
@@ -235,6 +243,26 @@ static void nsenter_write_proc(int syncfd, int procfd, const char *name, const c
 	if (write(fd, data, len) != (ssize_t)len)
 		nsenter_fail(syncfd, 1, "write /proc/%s", name);
 	close(fd);
+}
+
+/* nsenter_join_cgroups writes 0 (this thread) to <dir>/tasks for every
+ * '\n'-separated dir in list, which it modifies. */
+static void nsenter_join_cgroups(int syncfd, char *list)
+{
+	char *dir, *save = NULL, path[4096];
+
+	for (dir = strtok_r(list, "\n", &save); dir != NULL; dir = strtok_r(NULL, "\n", &save)) {
+		int fd;
+
+		if ((size_t)snprintf(path, sizeof(path), "%s/tasks", dir) >= sizeof(path))
+			nsenter_fail(syncfd, 0, "cgroup path too long: %s", dir);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			nsenter_fail(syncfd, 1, "join cgroup: open %s", path);
+		if (write(fd, "0", 1) != 1)
+			nsenter_fail(syncfd, 1, "join cgroup: write %s", path);
+		close(fd);
+	}
 }
 
 /* nsenter_in_pass says whether a namespace is joined in the given pass:
@@ -278,7 +306,7 @@ __attribute__((constructor))
 static void nsenter(void)
 {
 	struct nsenter_join joins[NSENTER_MAXJOIN];
-	char *syncenv, *joinenv, *unshareenv, *offsets, *denyenv, *end, names[64];
+	char *syncenv, *joinenv, *unshareenv, *offsets, *denyenv, *cgroupenv, *gateenv, *end, names[64];
 	int syncfd, njoin = 0, flags = 0, procfd = -1, pdeathsig = 0, dumpable, joinedpid = 0;
 	pid_t ppid;
 
@@ -289,6 +317,8 @@ static void nsenter(void)
 	unshareenv = nsenter_take("_KNAST_UNSHARE");
 	offsets = nsenter_take("_KNAST_TIMEOFFSETS");
 	denyenv = nsenter_take("_KNAST_SETGROUPS_DENY");
+	cgroupenv = nsenter_take("_KNAST_CGROUP_V1");
+	gateenv = nsenter_take("_KNAST_GATE");
 
 	/* Kept in the environment for linux.ChildSync. */
 	syncenv = getenv("_KNAST_SYNCFD");
@@ -303,6 +333,17 @@ static void nsenter(void)
 	 * memfd we were executed from: the kernel keeps its own reference. */
 	if (syscall(SYS_close_range, (unsigned int)syncfd + 1, ~0U, 0) < 0)
 		nsenter_fail(syncfd, 1, "close_range");
+
+	if (gateenv != NULL) {
+		nsenter_wait_ack(syncfd, 'G');
+		free(gateenv);
+	}
+
+	/* Host paths: before any setns changes what they mean. */
+	if (cgroupenv != NULL) {
+		nsenter_join_cgroups(syncfd, cgroupenv);
+		free(cgroupenv);
+	}
 
 	if (unshareenv != NULL) {
 		errno = 0;
@@ -370,7 +411,7 @@ static void nsenter(void)
 			nsenter_write_proc(syncfd, procfd, "self/setgroups", "deny");
 		if (nsenter_send(syncfd, 'U', 0, 0) < 0)
 			nsenter_fail(syncfd, 1, "nsenter: send maps request");
-		nsenter_wait_ack(syncfd);
+		nsenter_wait_ack(syncfd, 'A');
 		if (setresgid(0, 0, 0) < 0)
 			nsenter_fail(syncfd, 1, "setresgid 0 in new user namespace");
 		if (setresuid(0, 0, 0) < 0)
