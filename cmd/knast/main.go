@@ -1,3 +1,8 @@
+// knast processes live for milliseconds: the Go runtime need not size GOMAXPROCS from the cgroup's CPU
+// limit at start (reading /proc/self/cgroup and mountinfo) nor keep re-reading it.
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
+
 // Command knast is a container toolkit; this binary is its runc-compatible OCI runtime. The global flags
 // come before the verb, each verb has its own flags (one file per verb).
 package main

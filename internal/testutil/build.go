@@ -11,7 +11,9 @@ import (
 // it works from any directory inside the module (a test's working directory is its package's).
 func BuildKnast(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "knast")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/knast/knast/cmd/knast")
+	// The Makefile's BUILD_FLAGS: a static binary, as users get from `make build`.
+	build := exec.CommandContext(ctx, "go", "build", "-tags", "netgo,osusergo", "-ldflags=-extldflags=-static",
+		"-o", bin, "github.com/knast/knast/cmd/knast")
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/knast: %w\n%s", err, out)
 	}
