@@ -103,7 +103,10 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 		defer cgDir.Close()
 	}
 	cgMade := make(chan error, 1)
-	go func() { cgMade <- cg.Create(s.Linux.Resources) }()
+	// pids.max is set once the init is ready, as runc does: the init is a Go process whose runtime
+	// threads would otherwise count against a tight limit of the container's own and abort it.
+	res, pids := withoutPids(s.Linux.Resources)
+	go func() { cgMade <- cg.Create(res) }()
 	// Waited for on every path, so a failed create never races its own cgroup creation in rollback.
 	cgWait := sync.OnceValue(func() error { return <-cgMade })
 	defer cgWait()
@@ -167,8 +170,23 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	if err := awaitReady(conn, p.Pid, s, state); err != nil {
 		return initErr(ctx, err)
 	}
+	if pids != nil {
+		if err := cg.Update(&specs.LinuxResources{Pids: pids}); err != nil {
+			return err
+		}
+	}
 	b.log.Debug("init ready", "id", r.ID, "took", time.Since(t0))
 	return nil
+}
+
+// withoutPids splits the pids limit off r.
+func withoutPids(r *specs.LinuxResources) (*specs.LinuxResources, *specs.LinuxPids) {
+	if r == nil || r.Pids == nil {
+		return r, nil
+	}
+	cp := *r
+	cp.Pids = nil
+	return &cp, r.Pids
 }
 
 // awaitReady reads the init's last messages: a seccomp notify fd to pass on, then ready.
@@ -290,8 +308,7 @@ func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
 	defer io.close()
 	p, err := linux.Spawn(ctx, linux.SpawnConfig{
 		Args: []string{"init"}, Join: join,
-		Stdin: io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra,
-		Cgroup: cgDir, CgroupV1: cg.V1Dirs(),
+		Stdin: io.stdin, Stdout: io.stdout, Stderr: io.stderr, ExtraFiles: io.extra, Cgroup: cgDir,
 	})
 	if err != nil {
 		return -1, err
@@ -299,6 +316,13 @@ func (b *linuxBackend) exec(ctx context.Context, r *execRequest) (int, error) {
 	defer p.Sync.Close()
 	stop := context.AfterFunc(ctx, func() { p.Sync.Close() })
 	defer stop()
+	// Moved by the parent once its Go runtime runs (not in the C phase, as the init is): the container's
+	// pids.max is in force and must not keep the runtime from starting its threads.
+	if err := cg.Enter(p.Pid); err != nil {
+		unix.Kill(p.Pid, unix.SIGKILL)
+		unix.Wait4(p.Pid, nil, 0, nil)
+		return -1, err
+	}
 	conn := linux.NewConn(p.Sync)
 	cfg := &linux.InitConfig{
 		ID: r.Rec.ID, Spec: s, Rootfs: r.Rec.Rootfs, PreserveFds: r.Opts.PreserveFds,
