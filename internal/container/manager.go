@@ -235,13 +235,9 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err := waitFifo(ctx, fifo, &rec); err != nil {
 		return err
 	}
+	// No record update: with the fifo gone and the init alive, status reads "running" (see status), and
+	// a write transaction would cost the start a second database open.
 	os.Remove(fifo)
-	if err := m.store.UpdateContainer(ctx, id, func(c *store.Container) error {
-		c.Status = string(specs.StateRunning)
-		return nil
-	}); err != nil {
-		return err
-	}
 	s, err := recLifecycleSpec(&rec)
 	if err != nil {
 		return err

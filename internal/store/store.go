@@ -56,7 +56,9 @@ type Container struct {
 	Pid int `json:"pid,omitempty"`
 	// PidStart is field 22 of /proc/<pid>/stat, guarding against pid reuse.
 	PidStart uint64 `json:"pidStart,omitempty"`
-	// Status is the recorded phase: "creating", "created", "running", "stopped".
+	// Status is the recorded phase, for what the live process and the exec fifo cannot tell: "creating"
+	// until create is done, then "created"; pause and resume record "paused" and "running". A started
+	// container keeps "created": its fifo is gone, which is what says it runs.
 	Status      string            `json:"status"`
 	Created     time.Time         `json:"created"`
 	Owner       string            `json:"owner,omitempty"`

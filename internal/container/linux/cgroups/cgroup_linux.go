@@ -527,6 +527,14 @@ func (c *Cgroup) Destroy() error {
 }
 
 func removeTree(dir string) error {
+	// Most cgroups have no children and no tasks left: one rmdir, no listing of their many files.
+	switch err := unix.Rmdir(dir); err {
+	case nil, unix.ENOENT:
+		return nil
+	case unix.EBUSY: // child cgroups, or tasks still being released: below
+	default:
+		return &fileError{field: "remove cgroup", path: dir, err: err}
+	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
