@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -48,7 +47,7 @@ func devSetup(root *os.File, s *specs.Spec, o RootfsOptions) error {
 			return fmt.Errorf("device %s (%d): %w", d.Path, i, err)
 		}
 	}
-	dev, err := pathrs.MkdirAllHandle(root, "/dev", 0o755)
+	dev, err := mkdirAllInRoot(root, "/dev", 0o755)
 	if err != nil {
 		return fmt.Errorf("create /dev: %w", err)
 	}
@@ -130,7 +129,7 @@ func devCreate(root *os.File, d specs.LinuxDevice, userns bool) error {
 		}
 		return nil
 	}
-	dir, err := pathrs.MkdirAllHandle(root, filepath.Dir(p), 0o755)
+	dir, err := mkdirAllInRoot(root, filepath.Dir(p), 0o755)
 	if err != nil {
 		return fmt.Errorf("create parent: %w", err)
 	}
@@ -177,7 +176,7 @@ func devCreateFile(root, p string) (*os.File, error) {
 
 func devCreateFileAt(root *os.File, p string) (*os.File, error) {
 	p = filepath.Clean("/" + p)
-	dir, err := pathrs.MkdirAllHandle(root, filepath.Dir(p), 0o755)
+	dir, err := mkdirAllInRoot(root, filepath.Dir(p), 0o755)
 	if err != nil {
 		return nil, fmt.Errorf("create parent: %w", err)
 	}
@@ -201,7 +200,7 @@ func devCreateFileAt(root *os.File, p string) (*os.File, error) {
 
 // devOpenNull opens the container's /dev/null and proves it is the null device (char 1:3).
 func devOpenNull() (*os.File, error) {
-	f, err := pathrs.OpenInRoot("/", "/dev/null")
+	f, err := openInRootPath("/", "/dev/null")
 	if err != nil {
 		return nil, fmt.Errorf("open /dev/null: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -141,13 +140,13 @@ func (r *rootfsMounter) mount(m specs.Mount) error {
 func (r *rootfsMounter) target(dest string, dir bool) (*os.File, error) {
 	dest = filepath.Clean("/" + dest)
 	if dir || dest == "/" {
-		f, err := pathrs.MkdirAllHandle(r.root, dest, 0o755)
+		f, err := mkdirAllInRoot(r.root, dest, 0o755)
 		if err != nil {
 			return nil, fmt.Errorf("create target directory: %w", err)
 		}
 		return f, nil
 	}
-	parent, err := pathrs.MkdirAllHandle(r.root, filepath.Dir(dest), 0o755)
+	parent, err := mkdirAllInRoot(r.root, filepath.Dir(dest), 0o755)
 	if err != nil {
 		return nil, fmt.Errorf("create target parent: %w", err)
 	}
@@ -161,7 +160,7 @@ func (r *rootfsMounter) target(dest string, dir bool) (*os.File, error) {
 
 // open resolves dest inside the rootfs again: after a mount, this yields the new mount's root.
 func (r *rootfsMounter) open(dest string) (*os.File, error) {
-	f, err := pathrs.OpenatInRoot(r.root, dest)
+	f, err := openInRoot(r.root, dest)
 	if err != nil {
 		return nil, fmt.Errorf("open target: %w", err)
 	}
@@ -410,7 +409,7 @@ func FinishRootfs(s *specs.Spec) error {
 
 // rootfsOpen opens p inside the (already pivoted) root; ok is false when it does not exist.
 func rootfsOpen(p string) (f *os.File, ok bool, err error) {
-	f, err = pathrs.OpenInRoot("/", p)
+	f, err = openInRootPath("/", p)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
 		return nil, false, nil
 	}
@@ -515,7 +514,7 @@ func mountEmptyTmpfs(target *os.File) error {
 // SetupConsoleMount binds the pty slave onto /dev/console (created as an empty file if missing).
 // It runs after PivotRoot, with slavePath naming the slave inside the container.
 func SetupConsoleMount(slavePath string) error {
-	slave, err := pathrs.OpenInRoot("/", slavePath)
+	slave, err := openInRootPath("/", slavePath)
 	if err != nil {
 		return fmt.Errorf("open console %s: %w", slavePath, err)
 	}
@@ -602,7 +601,7 @@ func rootfsCgroupHierarchies() ([]mountCgroupHier, error) {
 // cgroupHier shows one hierarchy in the tmpfs mnt, plus a symlink per controller of a joint hierarchy
 // ("cpu" -> "cpu,cpuacct").
 func (r *rootfsMounter) cgroupHier(mnt *os.File, h mountCgroupHier, flags uintptr) error {
-	sub, err := pathrs.MkdirAllHandle(mnt, h.Name, 0o755)
+	sub, err := mkdirAllInRoot(mnt, h.Name, 0o755)
 	if err != nil {
 		return fmt.Errorf("create directory: %w", err)
 	}
@@ -622,7 +621,7 @@ func (r *rootfsMounter) cgroupHier(mnt *os.File, h mountCgroupHier, flags uintpt
 		if err := unix.Mount(h.Source, mountProcPath(sub), "bind", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind %s: %w", h.Source, err)
 		}
-		bound, err := pathrs.OpenatInRoot(mnt, h.Name)
+		bound, err := openInRoot(mnt, h.Name)
 		if err != nil {
 			return err
 		}
