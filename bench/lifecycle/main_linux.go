@@ -62,6 +62,7 @@ type subject struct {
 // memSample is the memory of one container in "created".
 type memSample struct {
 	rss, pss int64
+	anon     int64  // anonymous pages: what the waiting init holds that no other process shares or can reclaim from a file
 	others   []proc // processes of the runtime still running beside the container's init
 	// ownCgroup says whether the init was moved out of the benchmark's cgroups: a runtime that skips
 	// cgroup setup saves work the others do, which the reader must know to read the times.
@@ -73,6 +74,7 @@ type proc struct {
 	comm      string
 	state     byte
 	rss, pss  int64
+	anon      int64
 }
 
 func main() {
@@ -391,7 +393,7 @@ func (s *subject) memory(ctx context.Context, tag string) (memSample, error) {
 	found := false
 	for _, p := range procs {
 		if p.pid == pid {
-			m.rss, m.pss, found = p.rss, p.pss, true
+			m.rss, m.pss, m.anon, found = p.rss, p.pss, p.anon, true
 			continue
 		}
 		if p.state != 'Z' {
@@ -404,7 +406,7 @@ func (s *subject) memory(ctx context.Context, tag string) (memSample, error) {
 		if err != nil {
 			return m, err
 		}
-		m.rss, m.pss = p.rss, p.pss
+		m.rss, m.pss, m.anon = p.rss, p.pss, p.anon
 	}
 	if m.ownCgroup, err = ownCgroup(pid); err != nil {
 		return m, err
@@ -529,6 +531,9 @@ func readProc(pid int) (proc, error) {
 	if p.pss, err = kbField(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:"); err != nil {
 		return p, err
 	}
+	if p.anon, err = kbField(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Anonymous:"); err != nil {
+		return p, err
+	}
 	return p, nil
 }
 
@@ -594,22 +599,22 @@ func report(w io.Writer, o options, subjects []*subject) error {
 	}
 
 	fmt.Fprintf(w, "\nmemory of one container waiting in \"created\" (median of %d samples, KiB)\n", o.memSamples)
-	rows = [][]string{{"runtime", "init RSS", "init PSS", "own cgroup", "other processes left running"}}
-	var kRSS, kPSS int64
+	rows = [][]string{{"runtime", "init RSS", "init PSS", "init anon", "own cgroup", "other processes left running"}}
+	var kRSS, kPSS, kAnon int64
 	var noCgroup []string
 	for _, s := range subjects {
 		if len(s.mem) == 0 {
-			rows = append(rows, []string{s.name, "-", "-", "-", "not measured"})
+			rows = append(rows, []string{s.name, "-", "-", "-", "-", "not measured"})
 			continue
 		}
-		var rss, pss []int64
+		var rss, pss, anon []int64
 		others, cg := "none", "yes"
 		for _, m := range s.mem {
 			if !m.ownCgroup && cg == "yes" {
 				cg = "no"
 				noCgroup = append(noCgroup, s.name)
 			}
-			rss, pss = append(rss, m.rss), append(pss, m.pss)
+			rss, pss, anon = append(rss, m.rss), append(pss, m.pss), append(anon, m.anon)
 			if len(m.others) > 0 {
 				var names []string
 				for _, p := range m.others {
@@ -619,9 +624,10 @@ func report(w io.Writer, o options, subjects []*subject) error {
 			}
 		}
 		if s.name == "knast" {
-			kRSS, kPSS = benchutil.MedianInt(rss), benchutil.MedianInt(pss)
+			kRSS, kPSS, kAnon = benchutil.MedianInt(rss), benchutil.MedianInt(pss), benchutil.MedianInt(anon)
 		}
-		rows = append(rows, []string{s.name, benchutil.KiB(benchutil.MedianInt(rss)), benchutil.KiB(benchutil.MedianInt(pss)), cg, others})
+		rows = append(rows, []string{s.name, benchutil.KiB(benchutil.MedianInt(rss)), benchutil.KiB(benchutil.MedianInt(pss)),
+			benchutil.KiB(benchutil.MedianInt(anon)), cg, others})
 	}
 	if err := benchutil.Table(w, rows); err != nil {
 		return err
@@ -632,12 +638,13 @@ func report(w io.Writer, o options, subjects []*subject) error {
 	}
 	for _, peer := range []string{"runc", "crun"} {
 		s := byName(subjects, peer)
-		var rss, pss []int64
+		var rss, pss, anon []int64
 		for _, m := range s.mem {
-			rss, pss = append(rss, m.rss), append(pss, m.pss)
+			rss, pss, anon = append(rss, m.rss), append(pss, m.pss), append(anon, m.anon)
 		}
-		fmt.Fprintf(w, "knast/%s: RSS %s, PSS %s\n", peer,
-			benchutil.Ratio(float64(kRSS), float64(benchutil.MedianInt(rss))), benchutil.Ratio(float64(kPSS), float64(benchutil.MedianInt(pss))))
+		fmt.Fprintf(w, "knast/%s: RSS %s, PSS %s, anon %s\n", peer,
+			benchutil.Ratio(float64(kRSS), float64(benchutil.MedianInt(rss))), benchutil.Ratio(float64(kPSS), float64(benchutil.MedianInt(pss))),
+			benchutil.Ratio(float64(kAnon), float64(benchutil.MedianInt(anon))))
 	}
 	fmt.Fprintln(w, "\nversions:")
 	for _, s := range subjects {
