@@ -617,6 +617,21 @@ func TestSpawnErrors(t *testing.T) {
 			want: []string{`namespace type "bogus": unknown`},
 		},
 		{
+			name: "relative cgroup directory",
+			cfg:  SpawnConfig{CgroupV1: []string{"sys/fs/cgroup/pids/x"}},
+			want: []string{`cgroup directory "sys/fs/cgroup/pids/x": want an absolute path`},
+		},
+		{
+			name: "missing cgroup directory",
+			cfg:  SpawnConfig{CgroupV1: []string{"/nonexistent/knast-cgroup"}},
+			want: []string{"join cgroup: open /nonexistent/knast-cgroup/tasks", "no such file or directory"},
+		},
+		{
+			name: "gate refuses",
+			cfg:  SpawnConfig{Gate: func() error { return errors.New("cgroup limits failed") }},
+			want: []string{"cgroup limits failed"},
+		},
+		{
 			name: "joined and created",
 			cfg: SpawnConfig{
 				Join: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/proc/self/ns/net"}},
@@ -748,5 +763,75 @@ func BenchmarkSpawn(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// spawnTestCgroup1 creates a directory on a cgroup v1 hierarchy for the test, or skips when the host
+// mounts none (a cgroup2-only host: the v1 join has nothing to do there).
+func spawnTestCgroup1(t *testing.T) (dir, line string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		pre, post, ok := strings.Cut(l, " - ")
+		if !ok || !strings.HasPrefix(post, "cgroup ") {
+			continue
+		}
+		f := strings.Fields(pre)
+		rel := fmt.Sprintf("/knast-spawn-test-v1-%d", os.Getpid())
+		dir = filepath.Join(f[4], rel)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatalf("create test cgroup: %v", err)
+		}
+		t.Cleanup(func() {
+			if err := os.Remove(dir); err != nil {
+				t.Errorf("remove test cgroup: %v", err)
+			}
+		})
+		// /proc/<pid>/cgroup shows "<id>:<controllers>:<path>"; the path relative to the mount's root.
+		return dir, ":" + filepath.Join(f[3], rel) + "\n"
+	}
+	t.Skip("no cgroup v1 hierarchy is mounted on this host")
+	return "", ""
+}
+
+// The child joins the v1 cgroups itself, only after the gate opens, and before its Go code runs.
+func TestSpawnCgroupV1Gate(t *testing.T) {
+	spawnTestRequireRoot(t)
+	dir, want := spawnTestCgroup1(t)
+	gated := false
+	cfg := SpawnConfig{
+		New:      []specs.LinuxNamespaceType{specs.PIDNamespace},
+		CgroupV1: []string{dir},
+		Gate: func() error {
+			// Give the child time to reach the gate; it must not have joined yet.
+			time.Sleep(100 * time.Millisecond)
+			b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(string(b)) != "" {
+				t.Errorf("cgroup has processes %q before the gate opened", b)
+			}
+			gated = true
+			return nil
+		},
+	}
+	v := spawnTestRun(t, cfg, func(t *testing.T, p *Process) {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(strings.Fields(string(b)), strconv.Itoa(p.Pid)) {
+			t.Errorf("%s/cgroup.procs = %q, want the child %d", dir, b, p.Pid)
+		}
+	})
+	if !gated {
+		t.Error("the gate was never called")
+	}
+	if !strings.Contains(v.Cgroup, want) {
+		t.Errorf("child /proc/self/cgroup %q, want a line ending in %q", v.Cgroup, want)
 	}
 }
