@@ -196,17 +196,26 @@ func spawnTestHolder(t *testing.T) int {
 // there is no cgroup2 mount.
 func spawnTestCgroup2(t *testing.T) (dir string, rel string) {
 	t.Helper()
+	dir, rel, _ = spawnTestCgroupDir(t, "cgroup2")
+	return dir, rel
+}
+
+// spawnTestCgroupDir creates a directory for the test on the first mounted
+// hierarchy of fstype ("cgroup" or "cgroup2") and returns it, its path below
+// the mount, and the mount's root; "" when there is none.
+func spawnTestCgroupDir(t *testing.T, fstype string) (dir, rel, mountRoot string) {
+	t.Helper()
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
 		pre, post, ok := strings.Cut(line, " - ")
-		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
+		if !ok || !strings.HasPrefix(post, fstype+" ") {
 			continue
 		}
 		f := strings.Fields(pre)
-		rel = fmt.Sprintf("/knast-spawn-test-%d", os.Getpid())
+		rel = fmt.Sprintf("/knast-spawn-test-%s-%d", fstype, os.Getpid())
 		dir = filepath.Join(f[4], rel)
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatalf("create test cgroup: %v", err)
@@ -216,9 +225,9 @@ func spawnTestCgroup2(t *testing.T) (dir string, rel string) {
 				t.Errorf("remove test cgroup: %v", err)
 			}
 		})
-		return dir, rel
+		return dir, rel, f[3]
 	}
-	return "", ""
+	return "", "", ""
 }
 
 // spawnTestRun spawns cfg as a "view" child with one extra file, reads its
@@ -767,34 +776,15 @@ func BenchmarkSpawn(b *testing.B) {
 }
 
 // spawnTestCgroup1 creates a directory on a cgroup v1 hierarchy for the test, or skips when the host
-// mounts none (a cgroup2-only host: the v1 join has nothing to do there).
+// mounts none (a cgroup2-only host: the v1 join has nothing to do there). line is how the directory
+// ends a line of /proc/<pid>/cgroup.
 func spawnTestCgroup1(t *testing.T) (dir, line string) {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
+	dir, rel, root := spawnTestCgroupDir(t, "cgroup")
+	if dir == "" {
+		t.Skip("no cgroup v1 hierarchy is mounted on this host")
 	}
-	for l := range strings.SplitSeq(string(b), "\n") {
-		pre, post, ok := strings.Cut(l, " - ")
-		if !ok || !strings.HasPrefix(post, "cgroup ") {
-			continue
-		}
-		f := strings.Fields(pre)
-		rel := fmt.Sprintf("/knast-spawn-test-v1-%d", os.Getpid())
-		dir = filepath.Join(f[4], rel)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatalf("create test cgroup: %v", err)
-		}
-		t.Cleanup(func() {
-			if err := os.Remove(dir); err != nil {
-				t.Errorf("remove test cgroup: %v", err)
-			}
-		})
-		// /proc/<pid>/cgroup shows "<id>:<controllers>:<path>"; the path relative to the mount's root.
-		return dir, ":" + filepath.Join(f[3], rel) + "\n"
-	}
-	t.Skip("no cgroup v1 hierarchy is mounted on this host")
-	return "", ""
+	return dir, ":" + filepath.Join(root, rel) + "\n"
 }
 
 // The child joins the v1 cgroups itself, only after the gate opens, and before its Go code runs.
