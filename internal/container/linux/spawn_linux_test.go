@@ -292,6 +292,9 @@ func spawnTestRun(t *testing.T, cfg SpawnConfig, parentCheck func(t *testing.T, 
 		t.Errorf("child parent-death signal %d, want none", v.Pdeathsig)
 	}
 	spawnTestCheckExe(t, p.Pid)
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.Pid)); err != nil || string(comm) != "knast:[init]\n" {
+		t.Errorf("child's name %q (%v), want knast:[init]", comm, err)
+	}
 	if parentCheck != nil {
 		parentCheck(t, p)
 	}

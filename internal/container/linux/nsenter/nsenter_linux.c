@@ -302,6 +302,14 @@ static void nsenter_rearm_pdeathsig(int syncfd, int pdeathsig, pid_t ppid)
 	}
 }
 
+/* nsenter_name names the final process for ps and top, as runc's
+ * "runc:[2:INIT]": it was executed as /proc/self/fd/N and would show as N.
+ * The user process's exec renames it. */
+static void nsenter_name(void)
+{
+	(void)prctl(PR_SET_NAME, "knast:[init]", 0, 0, 0);
+}
+
 __attribute__((constructor))
 static void nsenter(void)
 {
@@ -443,6 +451,7 @@ static void nsenter(void)
 			nsenter_fail(syncfd, 1, "prctl PR_SET_PDEATHSIG");
 		if (nsenter_send(syncfd, 'P', (long)getpid(), 1) < 0)
 			_exit(1);
+		nsenter_name();
 		return;
 	}
 
@@ -466,6 +475,7 @@ static void nsenter(void)
 		if (n != 1)
 			_exit(1);
 		close(gate[0]);
+		nsenter_name();
 		return;
 	}
 	close(gate[0]);
