@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/user"
@@ -195,13 +196,17 @@ func (m *Manager) rollback(id string, s *specs.Spec, mine *store.Container) {
 	if err != nil || !sameContainer(&rec, mine) {
 		return
 	}
+	// A delete --force of this create's container may be at work: it finishes the teardown.
+	if err := m.claimTeardown(ctx, &rec); err != nil {
+		return
+	}
 	m.killAndWait(ctx, &rec, s)
 	if err := m.backend.destroy(ctx, &rec, s); err != nil {
 		m.log.Warn("rollback", "id", id, "err", err)
 	}
 	m.detachNetwork(ctx, id, s.Annotations, true)
 	os.RemoveAll(rec.StateDir)
-	m.store.DeleteContainer(ctx, id)
+	m.store.DeleteContainerIf(ctx, id, rec.Created)
 }
 
 // sameContainer reports whether two records of one ID describe the same container (not one deleted
@@ -233,6 +238,15 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	}
 	fifo := filepath.Join(rec.StateDir, fifoName)
 	if err := waitFifo(ctx, fifo, &rec); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// The fifo went between the status check and the open: another client started or deleted
+			// the container meanwhile. Say which, as a state error.
+			now, gerr := m.store.Container(ctx, id)
+			if gerr != nil {
+				return gerr
+			}
+			return fmt.Errorf("cannot start a container that is %s: %w", m.status(&now), ErrWrongState)
+		}
 		return err
 	}
 	// No record update: with the fifo gone and the init alive, status reads "running" (see status), and
@@ -405,6 +419,16 @@ func (m *Manager) Delete(ctx context.Context, id string, force bool) error {
 	default:
 		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
 	}
+	if err := m.claimTeardown(ctx, &rec); err != nil {
+		if errors.Is(err, errTornDown) {
+			// Another client deleted it meanwhile: what was asked is done.
+			if force {
+				return nil
+			}
+			return fmt.Errorf("container %q: %w", id, store.ErrNotExist)
+		}
+		return err
+	}
 	m.killAndWait(ctx, &rec, s)
 	if err := m.backend.destroy(ctx, &rec, s); err != nil {
 		return err
@@ -422,10 +446,51 @@ func (m *Manager) Delete(ctx context.Context, id string, force bool) error {
 	if err := os.RemoveAll(rec.StateDir); err != nil {
 		return fmt.Errorf("remove state dir: %w", err)
 	}
-	if err := m.store.DeleteContainer(ctx, id); err != nil && !errors.Is(err, store.ErrNotExist) {
+	if err := m.store.DeleteContainerIf(ctx, id, rec.Created); err != nil && !errors.Is(err, store.ErrNotExist) {
 		return err
 	}
 	return nil
+}
+
+// errTornDown says the container a teardown was for is gone: deleted by another client, or replaced
+// by a new one under its ID.
+var errTornDown = errors.New("deleted meanwhile")
+
+// claimTeardown makes this process the one that tears rec's container down. The state dir and cgroup
+// of an ID are shared by every container ever created under it, so a second client tearing down the
+// same container could otherwise still be removing them after the first deleted the record and a new
+// container took the ID. While a live process holds the claim, it waits for that one to finish
+// (errTornDown) or die (then it takes over, as after a crash).
+func (m *Manager) claimTeardown(ctx context.Context, rec *store.Container) error {
+	self := os.Getpid()
+	selfStart, err := ProcStartTime(self)
+	if err != nil {
+		return fmt.Errorf("container %s: own start time: %w", rec.ID, err)
+	}
+	errBusy := errors.New("being deleted")
+	for {
+		err := m.store.UpdateContainer(ctx, rec.ID, func(c *store.Container) error {
+			switch {
+			case !sameContainer(c, rec):
+				return errTornDown
+			case c.Deleter != 0 && c.Deleter != self && ProcAlive(c.Deleter, c.DeleterStart):
+				return errBusy
+			}
+			c.Deleter, c.DeleterStart = self, selfStart
+			return nil
+		})
+		switch {
+		case errors.Is(err, store.ErrNotExist):
+			return errTornDown
+		case !errors.Is(err, errBusy):
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("container %s is being deleted by another process: %w", rec.ID, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // State returns the runtime-spec state of a container.

@@ -65,6 +65,11 @@ type Container struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// Config is the validated config.json as used at create.
 	Config []byte `json:"config,omitempty"`
+	// Deleter and DeleterStart name the knast process removing this container (pid and start time),
+	// so that one process at a time tears it down: a second delete waits, and takes over only from a
+	// deleter that died.
+	Deleter      int    `json:"deleter,omitempty"`
+	DeleterStart uint64 `json:"deleterStart,omitempty"`
 }
 
 // Store is a handle on <root>/knast.db. It holds no open file, so it is cheap
@@ -151,6 +156,25 @@ func (s *Store) DeleteContainer(ctx context.Context, id string) error {
 	return s.update(ctx, false, func(b *bolt.Bucket) error {
 		if get(b, id) == nil {
 			return fmt.Errorf("container %q: %w", id, ErrNotExist)
+		}
+		return b.Delete([]byte(id))
+	})
+}
+
+// DeleteContainerIf removes the record for id only while it is the container created at created (the
+// same incarnation, not one made later under the same ID); otherwise it fails with ErrNotExist.
+func (s *Store) DeleteContainerIf(ctx context.Context, id string, created time.Time) error {
+	return s.update(ctx, false, func(b *bolt.Bucket) error {
+		v := get(b, id)
+		if v == nil {
+			return fmt.Errorf("container %q: %w", id, ErrNotExist)
+		}
+		var c Container
+		if err := decode(id, v, &c); err != nil {
+			return err
+		}
+		if !c.Created.Equal(created) {
+			return fmt.Errorf("container %q (created %s): %w", id, created.Format(time.RFC3339Nano), ErrNotExist)
 		}
 		return b.Delete([]byte(id))
 	})

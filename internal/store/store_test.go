@@ -549,3 +549,36 @@ func TestLockedDatabaseTimesOut(t *testing.T) {
 		}
 	}
 }
+
+// DeleteContainerIf removes only the incarnation it names: a container created again under the same ID
+// survives a late delete of the one before it.
+func TestDeleteContainerIf(t *testing.T) {
+	ctx := context.Background()
+	s := Open(filepath.Join(t.TempDir(), "root"), time.Second)
+	old := sample("c1")
+	if err := s.CreateContainer(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteContainerIf(ctx, "c1", old.Created); err != nil {
+		t.Fatalf("delete of the current incarnation: %v", err)
+	}
+	if err := s.DeleteContainerIf(ctx, "c1", old.Created); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("second delete: %v, want ErrNotExist", err)
+	}
+	again := sample("c1")
+	again.Created = old.Created.Add(time.Nanosecond)
+	again.Deleter, again.DeleterStart = 42, 4242
+	if err := s.CreateContainer(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteContainerIf(ctx, "c1", old.Created); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("late delete of the earlier incarnation: %v, want ErrNotExist", err)
+	}
+	got, err := s.Container(ctx, "c1")
+	if err != nil {
+		t.Fatalf("the new incarnation is gone: %v", err)
+	}
+	if got.Deleter != 42 || got.DeleterStart != 4242 {
+		t.Errorf("deleter %d/%d, want 42/4242", got.Deleter, got.DeleterStart)
+	}
+}
