@@ -20,8 +20,9 @@ type Scope struct {
 	// of the host.
 	Paths []string
 	// Token, when set, restricts the process check to processes whose environment or command line
-	// contains it (tests put it in the knast command's and the container process's environment);
-	// empty means every knast process (exe a memfd:knast copy, or command line "knast init").
+	// contains it (tests put it in the knast command's and the container process's environment), or
+	// that sit in one of Cgroups (a container's init, whose environment is knast's own); empty means
+	// every knast process (exe a memfd:knast copy, or command line "knast init").
 	Token string
 	// Cgroups are cgroup paths (absolute, as in linux.cgroupsPath, e.g. KnastCgroupParent(root)) whose
 	// directories, the path itself included, are checked on every mounted cgroup hierarchy.

@@ -27,7 +27,7 @@ func TakeSnapshot(sc Scope) (Snapshot, error) {
 			return Snapshot{}, err
 		}
 	}
-	if s.Procs, err = scopedProcs(sc.Token); err != nil {
+	if s.Procs, err = scopedProcs(sc.Token, sc.Cgroups); err != nil {
 		return Snapshot{}, err
 	}
 	if s.Cgroups, err = scopedCgroups(sc.Cgroups); err != nil {
@@ -174,7 +174,7 @@ func stateEntries(root string) ([]string, error) {
 	return out, nil
 }
 
-func scopedProcs(token string) ([]Proc, error) {
+func scopedProcs(token string, cgroups []string) ([]Proc, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("snapshot processes: %w", err)
@@ -192,7 +192,7 @@ func scopedProcs(token string) ([]Proc, error) {
 		}
 		if token != "" {
 			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-			if !bytes.Contains(env, []byte(token)) && !strings.Contains(p.Cmdline, token) {
+			if !bytes.Contains(env, []byte(token)) && !strings.Contains(p.Cmdline, token) && !inCgroups(pid, cgroups) {
 				continue
 			}
 		} else if !isKnastProc(p) {
@@ -201,6 +201,33 @@ func scopedProcs(token string) ([]Proc, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// inCgroups reports whether pid sits at or below one of the cgroup paths on any hierarchy: a container's
+// init carries no test token in its environment (knast gives it its own), but it is in the container's
+// cgroups from its first instruction on.
+func inCgroups(pid int, cgroups []string) bool {
+	if len(cgroups) == 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return false
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		// "id:controllers:path"; the path itself may contain ':'.
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, c := range cgroups {
+			c = filepath.Clean("/" + c)
+			if parts[2] == c || strings.HasPrefix(parts[2], c+"/") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // LiveProc describes pid if it is alive; ok is false for processes that exited or are zombies.
