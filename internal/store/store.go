@@ -113,13 +113,21 @@ func (s *Store) CreateContainer(ctx context.Context, c Container) error {
 func (s *Store) Container(ctx context.Context, id string) (Container, error) {
 	var c Container
 	err := s.view(ctx, func(b *bolt.Bucket) error {
-		v := get(b, id)
-		if v == nil {
-			return fmt.Errorf("container %q: %w", id, ErrNotExist)
-		}
-		return decode(id, v, &c)
+		var err error
+		c, err = load(b, id)
+		return err
 	})
 	return c, err
+}
+
+// load decodes the record for id from b, or fails with ErrNotExist.
+func load(b *bolt.Bucket, id string) (Container, error) {
+	var c Container
+	v := get(b, id)
+	if v == nil {
+		return c, fmt.Errorf("container %q: %w", id, ErrNotExist)
+	}
+	return c, decode(id, v, &c)
 }
 
 // UpdateContainer runs fn on the record for id and stores the result, all in
@@ -128,12 +136,8 @@ func (s *Store) Container(ctx context.Context, id string) (Container, error) {
 // change the ID.
 func (s *Store) UpdateContainer(ctx context.Context, id string, fn func(*Container) error) error {
 	return s.update(ctx, false, func(b *bolt.Bucket) error {
-		v := get(b, id)
-		if v == nil {
-			return fmt.Errorf("container %q: %w", id, ErrNotExist)
-		}
-		var c Container
-		if err := decode(id, v, &c); err != nil {
+		c, err := load(b, id)
+		if err != nil {
 			return err
 		}
 		if err := fn(&c); err != nil {
@@ -165,12 +169,8 @@ func (s *Store) DeleteContainer(ctx context.Context, id string) error {
 // same incarnation, not one made later under the same ID); otherwise it fails with ErrNotExist.
 func (s *Store) DeleteContainerIf(ctx context.Context, id string, created time.Time) error {
 	return s.update(ctx, false, func(b *bolt.Bucket) error {
-		v := get(b, id)
-		if v == nil {
-			return fmt.Errorf("container %q: %w", id, ErrNotExist)
-		}
-		var c Container
-		if err := decode(id, v, &c); err != nil {
+		c, err := load(b, id)
+		if err != nil {
 			return err
 		}
 		if !c.Created.Equal(created) {
