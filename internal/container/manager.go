@@ -192,12 +192,9 @@ func (m *Manager) rollback(id string, s *specs.Spec, mine *store.Container) {
 			m.log.Warn("rollback: wait for init", "id", id, "err", err)
 		}
 	}
-	rec, err := m.store.Container(ctx, id)
-	if err != nil || !sameContainer(&rec, mine) {
-		return
-	}
 	// A delete --force of this create's container may be at work: it finishes the teardown.
-	if err := m.claimTeardown(ctx, &rec); err != nil {
+	rec, err := m.claimTeardown(ctx, id, mine, nil)
+	if err != nil {
 		return
 	}
 	m.killAndWait(ctx, &rec, s)
@@ -402,26 +399,22 @@ func (m *Manager) killAndWait(ctx context.Context, rec *store.Container, s *spec
 // Delete removes a container. A created one is killed first (as runc does); a running one only with force.
 // With force, a missing container is not an error.
 func (m *Manager) Delete(ctx context.Context, id string, force bool) error {
-	rec, err := m.store.Container(ctx, id)
-	if err != nil {
-		if force && errors.Is(err, store.ErrNotExist) {
-			return nil
+	var s *specs.Spec
+	rec, err := m.claimTeardown(ctx, id, nil, func(c *store.Container) error {
+		var err error
+		if s, err = recLifecycleSpec(c); err != nil && !force {
+			return err
 		}
-		return err
-	}
-	s, err := recLifecycleSpec(&rec)
-	if err != nil && !force {
-		return err
-	}
-	st := m.status(&rec)
-	switch {
-	case st == specs.StateStopped, st == specs.StateCreated, force:
-	default:
-		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
-	}
-	if err := m.claimTeardown(ctx, &rec); err != nil {
+		switch st := m.status(c); {
+		case st == specs.StateStopped, st == specs.StateCreated, force:
+			return nil
+		default:
+			return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
+		}
+	})
+	if err != nil {
 		if errors.Is(err, errTornDown) {
-			// Another client deleted it meanwhile: what was asked is done.
+			// Gone, or deleted by another client meanwhile: what was asked is done.
 			if force {
 				return nil
 			}
@@ -456,38 +449,51 @@ func (m *Manager) Delete(ctx context.Context, id string, force bool) error {
 // by a new one under its ID.
 var errTornDown = errors.New("deleted meanwhile")
 
-// claimTeardown makes this process the one that tears rec's container down. The state dir and cgroup
-// of an ID are shared by every container ever created under it, so a second client tearing down the
-// same container could otherwise still be removing them after the first deleted the record and a new
-// container took the ID. While a live process holds the claim, it waits for that one to finish
-// (errTornDown) or die (then it takes over, as after a crash).
-func (m *Manager) claimTeardown(ctx context.Context, rec *store.Container) error {
+// claimTeardown makes this process the one that tears container id down and returns its record. The
+// state dir and cgroup of an ID are shared by every container ever created under it, so a second client
+// tearing down the same container could otherwise still be removing them after the first deleted the
+// record and a new container took the ID. check runs on the record inside the claiming transaction (an
+// error aborts the claim and is returned). While a live process holds the claim, it waits for that one to
+// finish (errTornDown) or die (then it takes over, as after a crash). pin, or else the first record seen,
+// is the incarnation claimed: a later one under the same ID is errTornDown.
+func (m *Manager) claimTeardown(ctx context.Context, id string, pin *store.Container, check func(*store.Container) error) (store.Container, error) {
 	self := os.Getpid()
 	selfStart, err := ProcStartTime(self)
 	if err != nil {
-		return fmt.Errorf("container %s: own start time: %w", rec.ID, err)
+		return store.Container{}, fmt.Errorf("container %s: own start time: %w", id, err)
 	}
 	errBusy := errors.New("being deleted")
+	var got store.Container
 	for {
-		err := m.store.UpdateContainer(ctx, rec.ID, func(c *store.Container) error {
-			switch {
-			case !sameContainer(c, rec):
+		err := m.store.UpdateContainer(ctx, id, func(c *store.Container) error {
+			if pin != nil && !sameContainer(c, pin) {
 				return errTornDown
-			case c.Deleter != 0 && c.Deleter != self && ProcAlive(c.Deleter, c.DeleterStart):
+			}
+			if check != nil {
+				if err := check(c); err != nil {
+					return err
+				}
+			}
+			if c.Deleter != 0 && c.Deleter != self && ProcAlive(c.Deleter, c.DeleterStart) {
+				seen := *c
+				pin = &seen
 				return errBusy
 			}
 			c.Deleter, c.DeleterStart = self, selfStart
+			got = *c
 			return nil
 		})
 		switch {
+		case err == nil:
+			return got, nil
 		case errors.Is(err, store.ErrNotExist):
-			return errTornDown
+			return got, errTornDown
 		case !errors.Is(err, errBusy):
-			return err
+			return got, err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("container %s is being deleted by another process: %w", rec.ID, ctx.Err())
+			return got, fmt.Errorf("container %s is being deleted by another process: %w", id, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
