@@ -203,7 +203,7 @@ func (m *Manager) rollback(id string, s *specs.Spec, mine *store.Container) {
 	}
 	m.detachNetwork(ctx, id, s.Annotations, true)
 	os.RemoveAll(rec.StateDir)
-	m.store.DeleteContainerIf(ctx, id, rec.Created)
+	m.store.DeleteContainer(ctx, id, rec.Created)
 }
 
 // sameContainer reports whether two records of one ID describe the same container (not one deleted
@@ -439,7 +439,7 @@ func (m *Manager) Delete(ctx context.Context, id string, force bool) error {
 	if err := os.RemoveAll(rec.StateDir); err != nil {
 		return fmt.Errorf("remove state dir: %w", err)
 	}
-	if err := m.store.DeleteContainerIf(ctx, id, rec.Created); err != nil && !errors.Is(err, store.ErrNotExist) {
+	if err := m.store.DeleteContainer(ctx, id, rec.Created); err != nil && !errors.Is(err, store.ErrNotExist) {
 		return err
 	}
 	return nil

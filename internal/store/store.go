@@ -154,20 +154,9 @@ func (s *Store) UpdateContainer(ctx context.Context, id string, fn func(*Contain
 	})
 }
 
-// DeleteContainer removes the record for id; it fails with ErrNotExist if
-// there is none.
-func (s *Store) DeleteContainer(ctx context.Context, id string) error {
-	return s.update(ctx, false, func(b *bolt.Bucket) error {
-		if get(b, id) == nil {
-			return fmt.Errorf("container %q: %w", id, ErrNotExist)
-		}
-		return b.Delete([]byte(id))
-	})
-}
-
-// DeleteContainerIf removes the record for id only while it is the container created at created (the
+// DeleteContainer removes the record for id only while it is the container created at created (the
 // same incarnation, not one made later under the same ID); otherwise it fails with ErrNotExist.
-func (s *Store) DeleteContainerIf(ctx context.Context, id string, created time.Time) error {
+func (s *Store) DeleteContainer(ctx context.Context, id string, created time.Time) error {
 	return s.update(ctx, false, func(b *bolt.Bucket) error {
 		c, err := load(b, id)
 		if err != nil {

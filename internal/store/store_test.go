@@ -175,7 +175,7 @@ func TestCRUD(t *testing.T) {
 	}
 
 	for _, id := range ids {
-		if err := s.DeleteContainer(ctx, id); err != nil {
+		if err := s.DeleteContainer(ctx, id, sample(id).Created); err != nil {
 			t.Fatalf("DeleteContainer(%s): %v", id, err)
 		}
 	}
@@ -198,10 +198,10 @@ func TestErrors(t *testing.T) {
 		{"duplicate create", true, func(s *Store) error { return s.CreateContainer(ctx, sample("exists")) }, ErrExist, `container "exists": already exists`},
 		{"get missing", true, func(s *Store) error { _, err := s.Container(ctx, "nope"); return err }, ErrNotExist, `container "nope": does not exist`},
 		{"update missing", true, func(s *Store) error { return s.UpdateContainer(ctx, "nope", noop) }, ErrNotExist, `container "nope": does not exist`},
-		{"delete missing", true, func(s *Store) error { return s.DeleteContainer(ctx, "nope") }, ErrNotExist, `container "nope": does not exist`},
+		{"delete missing", true, func(s *Store) error { return s.DeleteContainer(ctx, "nope", sample("nope").Created) }, ErrNotExist, `container "nope": does not exist`},
 		{"get without db", false, func(s *Store) error { _, err := s.Container(ctx, "nope"); return err }, ErrNotExist, `container "nope": does not exist`},
 		{"update without db", false, func(s *Store) error { return s.UpdateContainer(ctx, "nope", noop) }, ErrNotExist, `container "nope": does not exist`},
-		{"delete without db", false, func(s *Store) error { return s.DeleteContainer(ctx, "nope") }, ErrNotExist, `container "nope": does not exist`},
+		{"delete without db", false, func(s *Store) error { return s.DeleteContainer(ctx, "nope", sample("nope").Created) }, ErrNotExist, `container "nope": does not exist`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -346,7 +346,7 @@ func TestContextDone(t *testing.T) {
 				t.Errorf("CreateContainer err = %v, want %v", err, tc.is)
 			}
 			// Without a database file too, the context wins over "does not exist".
-			if err := s.DeleteContainer(tc.ctx, "c"); !errors.Is(err, tc.is) {
+			if err := s.DeleteContainer(tc.ctx, "c", sample("c").Created); !errors.Is(err, tc.is) {
 				t.Errorf("DeleteContainer (no db) err = %v, want %v", err, tc.is)
 			}
 			if _, err := os.Stat(s.Path()); !errors.Is(err, fs.ErrNotExist) {
@@ -401,7 +401,7 @@ func TestSchemaVersion(t *testing.T) {
 				"Container":  func() error { _, err := s.Container(ctx, "c"); return err },
 				"Containers": func() error { _, err := s.Containers(ctx); return err },
 				"Update":     func() error { return s.UpdateContainer(ctx, "c", func(*Container) error { return nil }) },
-				"Delete":     func() error { return s.DeleteContainer(ctx, "c") },
+				"Delete":     func() error { return s.DeleteContainer(ctx, "c", sample("c").Created) },
 			}
 			for _, name := range []string{"Create", "Container", "Containers", "Update", "Delete"} {
 				err := ops[name]()
@@ -507,7 +507,7 @@ func TestLockedDatabaseTimesOut(t *testing.T) {
 		"Update": func(ctx context.Context, s *Store) error {
 			return s.UpdateContainer(ctx, "c", func(*Container) error { return nil })
 		},
-		"Delete": func(ctx context.Context, s *Store) error { return s.DeleteContainer(ctx, "c") },
+		"Delete": func(ctx context.Context, s *Store) error { return s.DeleteContainer(ctx, "c", sample("c").Created) },
 	}
 	limits := []struct {
 		name         string
@@ -550,19 +550,19 @@ func TestLockedDatabaseTimesOut(t *testing.T) {
 	}
 }
 
-// DeleteContainerIf removes only the incarnation it names: a container created again under the same ID
+// DeleteContainer removes only the incarnation it names: a container created again under the same ID
 // survives a late delete of the one before it.
-func TestDeleteContainerIf(t *testing.T) {
+func TestDeleteContainer(t *testing.T) {
 	ctx := context.Background()
 	s := Open(filepath.Join(t.TempDir(), "root"), time.Second)
 	old := sample("c1")
 	if err := s.CreateContainer(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteContainerIf(ctx, "c1", old.Created); err != nil {
+	if err := s.DeleteContainer(ctx, "c1", old.Created); err != nil {
 		t.Fatalf("delete of the current incarnation: %v", err)
 	}
-	if err := s.DeleteContainerIf(ctx, "c1", old.Created); !errors.Is(err, ErrNotExist) {
+	if err := s.DeleteContainer(ctx, "c1", old.Created); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("second delete: %v, want ErrNotExist", err)
 	}
 	again := sample("c1")
@@ -571,7 +571,7 @@ func TestDeleteContainerIf(t *testing.T) {
 	if err := s.CreateContainer(ctx, again); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteContainerIf(ctx, "c1", old.Created); !errors.Is(err, ErrNotExist) {
+	if err := s.DeleteContainer(ctx, "c1", old.Created); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("late delete of the earlier incarnation: %v, want ErrNotExist", err)
 	}
 	got, err := s.Container(ctx, "c1")
