@@ -126,11 +126,7 @@ func exists(path string) bool {
 // Create makes the cgroup in every hierarchy, then applies r followed by DefaultDevices (runc's
 // order: the config's device rules, then its defaults). What it made is removed again on error.
 func (c *Cgroup) Create(r *specs.LinuxResources) error {
-	full := specs.LinuxResources{}
-	if r != nil {
-		full = *r
-	}
-	full.Devices = slices.Concat(full.Devices, DefaultDevices())
+	full := withDefaultDevices(r)
 	if err := checkResources(&full); err != nil {
 		return err
 	}
@@ -167,6 +163,17 @@ func (c *Cgroup) Create(r *specs.LinuxResources) error {
 		return err
 	}
 	return nil
+}
+
+// withDefaultDevices is a copy of r (nil: none) with DefaultDevices after its own device rules: runc's
+// order, the config's rules first.
+func withDefaultDevices(r *specs.LinuxResources) specs.LinuxResources {
+	full := specs.LinuxResources{}
+	if r != nil {
+		full = *r
+	}
+	full.Devices = slices.Concat(full.Devices, DefaultDevices())
+	return full
 }
 
 // mkdirs creates dir and its missing parents below mountpoint, calling before(parent) ahead of
@@ -448,11 +455,7 @@ func (c *Cgroup) MakeV2Dir(r *specs.LinuxResources) (*os.File, error) {
 	if c.v2 == "" {
 		return nil, nil
 	}
-	full := specs.LinuxResources{}
-	if r != nil {
-		full = *r
-	}
-	full.Devices = slices.Concat(full.Devices, DefaultDevices())
+	full := withDefaultDevices(r)
 	if _, err := mkdirs(c.layout.V2.Mountpoint, c.v2, c.enableControllers(&full)); err != nil {
 		return nil, err
 	}
