@@ -181,6 +181,7 @@ type opts struct {
 	stdin      *os.File
 	stdout     *os.File // when set, stdout is not captured in result.Stdout
 	extraFiles []*os.File
+	env        []string // added to the environment
 }
 
 // knast runs `knast --root R args...` and waits for it. Output goes through files, not pipes: a
@@ -213,6 +214,7 @@ func (e *env) command(ctx context.Context, o *opts, args ...string) (*exec.Cmd, 
 	if o != nil {
 		cmd.Stdin = o.stdin
 		cmd.ExtraFiles = o.extraFiles
+		cmd.Env = append(cmd.Env, o.env...)
 	}
 	return cmd, full
 }

@@ -37,6 +37,14 @@ func startCmd() command {
 			if err := needArgs("start", args, 1, "a container ID"); err != nil {
 				return err
 			}
+			// The C start may have done the fifo handshake before Go started (package faststart).
+			answer, ok, err := startAnswer()
+			if err != nil {
+				return err
+			}
+			if ok {
+				return a.manager().FinishStart(ctx, args[0], answer)
+			}
 			return a.manager().Start(ctx, args[0])
 		}
 	}}

@@ -8,6 +8,9 @@ import (
 
 	"github.com/knast/knast/internal/container"
 	"github.com/knast/knast/internal/container/linux"
+
+	// The faststart constructor does a plain `knast start` before the Go runtime starts.
+	"github.com/knast/knast/internal/container/linux/faststart"
 	// The nsenter constructor joins namespaces before the Go runtime starts (knast init and exec).
 	_ "github.com/knast/knast/internal/container/linux/nsenter"
 )
@@ -19,3 +22,6 @@ func init() {
 }
 
 func runInit(ctx context.Context) error { return linux.Init(ctx, container.RunHooks) }
+
+// startAnswer is the exec-fifo answer the C start read before Go started, if it read one.
+func startAnswer() ([]byte, bool, error) { return faststart.Answer() }

@@ -35,6 +35,12 @@ var (
 
 const fifoName = "exec.fifo"
 
+// startMarker is the state-dir file ("<pid> <start time>\n" of the init) that lets knast's C start
+// (package faststart) do a start before the Go runtime starts. Create writes it last, once the record
+// says "created", and only when a start is nothing but the fifo handshake (no poststart hooks); start
+// removes it with the fifo.
+const startMarker = "created"
+
 // DefaultRoot is where knast keeps state unless --root says otherwise.
 const DefaultRoot = "/run/knast"
 
@@ -167,10 +173,29 @@ func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err e
 			return err
 		}
 	}
-	return m.store.UpdateContainer(ctx, id, func(c *store.Container) error {
+	if err := m.store.UpdateContainer(ctx, id, func(c *store.Container) error {
 		c.Status = string(specs.StateCreated)
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	if s.Hooks == nil || len(s.Hooks.Poststart) == 0 {
+		return writeStartMarker(stateDir, rec.Pid, rec.PidStart)
+	}
+	return nil
+}
+
+// writeStartMarker writes startMarker atomically: the C start must never read half of it.
+func writeStartMarker(stateDir string, pid int, start uint64) error {
+	tmp := filepath.Join(stateDir, startMarker+".tmp")
+	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d %d\n", pid, start), 0o600); err != nil {
+		return fmt.Errorf("start marker: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(stateDir, startMarker)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("start marker: %w", err)
+	}
+	return nil
 }
 
 // vanished reports whether err says the other end went away without a word (EOF, reset, broken pipe).
@@ -225,16 +250,25 @@ func exitsWithin(ctx context.Context, rec *store.Container, d time.Duration) boo
 }
 
 // Start runs the user process of a created container.
-func (m *Manager) Start(ctx context.Context, id string) error {
+func (m *Manager) Start(ctx context.Context, id string) error { return m.start(ctx, id, nil) }
+
+// FinishStart finishes a start whose exec-fifo handshake knast's C start (package faststart) did before
+// the Go runtime started: answer is what it read from the fifo. Errors are the ones Start gives.
+func (m *Manager) FinishStart(ctx context.Context, id string, answer []byte) error {
+	return m.start(ctx, id, answer)
+}
+
+func (m *Manager) start(ctx context.Context, id string, answer []byte) error {
 	rec, err := m.store.Container(ctx, id)
 	if err != nil {
 		return err
 	}
-	if st := m.status(&rec); st != specs.StateCreated {
-		return fmt.Errorf("cannot start a container that is %s: %w", st, ErrWrongState)
-	}
 	fifo := filepath.Join(rec.StateDir, fifoName)
-	if err := waitFifo(ctx, fifo, &rec); err != nil {
+	if answer == nil {
+		if st := m.status(&rec); st != specs.StateCreated {
+			return fmt.Errorf("cannot start a container that is %s: %w", st, ErrWrongState)
+		}
+		answer, err = readFifo(ctx, fifo, &rec)
 		if errors.Is(err, fs.ErrNotExist) {
 			// The fifo went between the status check and the open: another client started or deleted
 			// the container meanwhile. Say which, as a state error.
@@ -244,11 +278,17 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 			}
 			return fmt.Errorf("cannot start a container that is %s: %w", m.status(&now), ErrWrongState)
 		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := fifoAnswer(id, answer); err != nil {
 		return err
 	}
 	// No record update: with the fifo gone and the init alive, status reads "running" (see status), and
 	// a write transaction would cost the start a second database open.
 	os.Remove(fifo)
+	os.Remove(filepath.Join(rec.StateDir, startMarker))
 	s, err := recLifecycleSpec(&rec)
 	if err != nil {
 		return err
@@ -270,12 +310,13 @@ func (m *Manager) runHooksWarn(ctx context.Context, kind string, hooks []specs.H
 	}
 }
 
-// waitFifo opens the exec fifo for reading, which releases the init blocked opening it for writing, and
-// reads the init's answer: "0", then an error text if startContainer hooks or exec fail.
-func waitFifo(ctx context.Context, fifo string, rec *store.Container) error {
+// readFifo opens the exec fifo for reading, which releases the init blocked opening it for writing, and
+// returns the init's answer (see fifoAnswer) once the init closes its end: when it execs (the fifo is
+// close-on-exec) or exits.
+func readFifo(ctx context.Context, fifo string, rec *store.Container) ([]byte, error) {
 	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open exec fifo: %w", err)
+		return nil, fmt.Errorf("open exec fifo: %w", err)
 	}
 	defer unix.Close(fd)
 	var got []byte
@@ -284,7 +325,7 @@ func waitFifo(ctx context.Context, fifo string, rec *store.Container) error {
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		n, err := unix.Poll(pfd, 20)
 		if err != nil && err != unix.EINTR {
-			return fmt.Errorf("poll exec fifo: %w", err)
+			return nil, fmt.Errorf("poll exec fifo: %w", err)
 		}
 		if n > 0 {
 			r, err := unix.Read(fd, buf)
@@ -295,25 +336,43 @@ func waitFifo(ctx context.Context, fifo string, rec *store.Container) error {
 			if err == unix.EAGAIN {
 				continue
 			}
-			// EOF: the init exec'd (the fifo was close-on-exec) or exited.
-			break
+			return got, nil // EOF
 		}
-		if len(got) == 0 && exitsSoon(ctx, rec) {
-			return fmt.Errorf("container %s: init exited before start: %w", rec.ID, ErrNotRunning)
+		// A reader that opened the fifo after the init's writer did (another start released the init)
+		// is never told of the writer's close: look at the init instead. Once it has exec'd or exited,
+		// what is in the fifo is all there is.
+		alive := ProcAlive(rec.Pid, rec.PidStart)
+		if _, err := os.Lstat(fifo); !alive || errors.Is(err, fs.ErrNotExist) || initExeced(rec.Pid) {
+			for {
+				r, _ := unix.Read(fd, buf)
+				if r <= 0 {
+					break
+				}
+				got = append(got, buf[:r]...)
+			}
+			if len(got) == 0 && !alive {
+				return nil, fmt.Errorf("container %s: init exited before start: %w", rec.ID, ErrNotRunning)
+			}
+			return got, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 	}
+}
+
+// fifoAnswer turns the init's answer on the exec fifo into the start's result: "0", then an error text
+// if startContainer hooks or the exec failed.
+func fifoAnswer(id string, got []byte) error {
 	if len(got) == 0 {
 		// The init is alive but its byte went to another reader: a concurrent start won the race.
 		return fmt.Errorf("cannot start a container that is %s: %w", specs.StateRunning, ErrWrongState)
 	}
 	if got[0] != '0' {
-		return fmt.Errorf("container %s: init did not start", rec.ID)
+		return fmt.Errorf("container %s: init did not start", id)
 	}
 	if len(got) > 1 {
-		return fmt.Errorf("container %s: %s", rec.ID, got[1:])
+		return fmt.Errorf("container %s: %s", id, got[1:])
 	}
 	return nil
 }

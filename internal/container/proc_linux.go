@@ -16,6 +16,16 @@ import (
 // available.
 const procPollInterval = 5 * time.Millisecond
 
+// initComm is the container init's name until it execs the user process (nsenter_name in package nsenter).
+const initComm = "knast:[init]"
+
+// initExeced reports whether the init pid has exec'd the user process (it no longer bears initComm). A
+// pid that is gone reports false: the caller checks that separately.
+func initExeced(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	return err == nil && string(bytes.TrimSuffix(b, []byte("\n"))) != initComm
+}
+
 // ProcStartTime returns the start time of pid in clock ticks since boot
 // (field 22 of /proc/<pid>/stat).
 func ProcStartTime(pid int) (uint64, error) {

@@ -15,3 +15,7 @@ func ProcAlive(pid int, start uint64) bool { return false }
 
 // WaitExit is implemented on Linux and 64-bit FreeBSD only.
 func WaitExit(ctx context.Context, pid int, start uint64) error { return errors.ErrUnsupported }
+
+// initExeced reports false: only the Linux init is named until it execs, so a start that missed the
+// answer on the exec fifo notices by the fifo's removal alone.
+func initExeced(pid int) bool { return false }

@@ -174,6 +174,20 @@ func stateEntries(root string) ([]string, error) {
 	return out, nil
 }
 
+// envHas reports whether a /proc environ holds token: as a whole entry when the token is NAME=VALUE (a
+// test named "T_a" must not claim the processes of "T_a_b"), anywhere otherwise.
+func envHas(env []byte, token string) bool {
+	if !strings.Contains(token, "=") {
+		return bytes.Contains(env, []byte(token))
+	}
+	for e := range bytes.SplitSeq(env, []byte{0}) {
+		if string(e) == token {
+			return true
+		}
+	}
+	return false
+}
+
 func scopedProcs(token string, cgroups []string) ([]Proc, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -192,7 +206,7 @@ func scopedProcs(token string, cgroups []string) ([]Proc, error) {
 		}
 		if token != "" {
 			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-			if !bytes.Contains(env, []byte(token)) && !strings.Contains(p.Cmdline, token) && !inCgroups(pid, cgroups) {
+			if !envHas(env, token) && !strings.Contains(p.Cmdline, token) && !inCgroups(pid, cgroups) {
 				continue
 			}
 		} else if !isKnastProc(p) {
