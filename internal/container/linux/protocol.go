@@ -13,23 +13,24 @@ import (
 
 // InitConfig is everything the container's init needs, sent by the parent as the first message on the
 // sync socket once the nsenter phase is over. The init never reads the bundle itself: the parent has
-// validated the config and this is the single source of truth.
+// validated the config and this is the single source of truth. It is encoded as initWire (initwire.go),
+// which leaves out the parts of the spec that only the parent uses.
 type InitConfig struct {
-	ID           string      `json:"id"`
-	Spec         *specs.Spec `json:"spec"`
-	Rootfs       string      `json:"rootfs"` // absolute host path
-	FifoFd       int         `json:"fifoFd"` // O_PATH fd of the exec fifo in the child: the init may lack access to the state dir
-	NoPivot      bool        `json:"noPivot,omitempty"`
-	NoNewKeyring bool        `json:"noNewKeyring,omitempty"`
-	PreserveFds  int         `json:"preserveFds,omitempty"`
-	ConsoleFd    int         `json:"consoleFd"` // fd of the connected console socket in the child, or -1
-	UserNS       bool        `json:"userNS,omitempty"`
-	State        specs.State `json:"state"` // for the createContainer and startContainer hooks
+	ID           string
+	Spec         *specs.Spec
+	Rootfs       string // absolute host path
+	FifoFd       int    // O_PATH fd of the exec fifo in the child: the init may lack access to the state dir
+	NoPivot      bool
+	NoNewKeyring bool
+	PreserveFds  int
+	ConsoleFd    int // fd of the connected console socket in the child, or -1
+	UserNS       bool
+	State        specs.State // for the createContainer and startContainer hooks
 	// Seccomp is linux.seccomp compiled by the parent, so the init needs no libseccomp.
-	Seccomp *seccomp.Filter `json:"seccomp,omitempty"`
+	Seccomp *seccomp.Filter
 	// Exec is set for `knast exec`: the init joins a running container and execs Spec.Process at once,
 	// with no rootfs setup and no fifo.
-	Exec bool `json:"exec,omitempty"`
+	Exec bool
 }
 
 // Message types of the init protocol, one JSON object per line on the sync socket.
