@@ -646,7 +646,8 @@ type lifecycleSpec struct {
 		CgroupsPath string                 `json:"cgroupsPath,omitempty"`
 		Namespaces  []specs.LinuxNamespace `json:"namespaces,omitempty"`
 	} `json:"linux,omitempty"`
-	FreeBSD *specs.FreeBSD `json:"freebsd,omitempty"`
+	// FreeBSD is decoded only when present: its types would otherwise join the first-use cost on Linux.
+	FreeBSD json.RawMessage `json:"freebsd,omitempty"`
 }
 
 // recLifecycleSpec decodes the lifecycleSpec fields of the stored config into a Spec that has only
@@ -656,7 +657,13 @@ func recLifecycleSpec(rec *store.Container) (*specs.Spec, error) {
 	if err := json.Unmarshal(rec.Config, &l); err != nil {
 		return nil, fmt.Errorf("container %s: stored config: %w", rec.ID, err)
 	}
-	s := &specs.Spec{Root: l.Root, Hooks: l.Hooks, Annotations: l.Annotations, FreeBSD: l.FreeBSD}
+	s := &specs.Spec{Root: l.Root, Hooks: l.Hooks, Annotations: l.Annotations}
+	if len(l.FreeBSD) > 0 && string(l.FreeBSD) != "null" {
+		s.FreeBSD = new(specs.FreeBSD)
+		if err := json.Unmarshal(l.FreeBSD, s.FreeBSD); err != nil {
+			return nil, fmt.Errorf("container %s: stored config: freebsd: %w", rec.ID, err)
+		}
+	}
 	if l.Linux != nil {
 		s.Linux = &specs.Linux{CgroupsPath: l.Linux.CgroupsPath, Namespaces: l.Linux.Namespaces}
 	}
