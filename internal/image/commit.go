@@ -69,6 +69,21 @@ func (s *Store) WriteBlob(ctx context.Context, fn func(w io.Writer) error) (stri
 	return d.String(), cw.n, nil
 }
 
+// writeBytes stores b as a blob through WriteBlob. A commit's config and manifest are new bytes (they
+// carry the build's time), so a commit killed midway must not leave them as a resumable partial named
+// by their digest, which no later commit would finish: WriteBlob's temp file is swept by the next
+// build (SweepWrites) and by prune.
+func (s *Store) writeBytes(ctx context.Context, b []byte) (v1.Hash, error) {
+	d, _, err := s.WriteBlob(ctx, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return v1.NewHash(d)
+}
+
 type countWriter struct {
 	w io.Writer
 	n int64
@@ -116,7 +131,7 @@ func (s *Store) Commit(ctx context.Context, o CommitOptions) (string, error) {
 		}
 		size += l.Size
 	}
-	cfgDigest, err := s.putBlobBytes(ctx, o.Config)
+	cfgDigest, err := s.writeBytes(ctx, o.Config)
 	if err != nil {
 		return "", fmt.Errorf("commit: config: %w", err)
 	}
@@ -130,7 +145,7 @@ func (s *Store) Commit(ctx context.Context, o CommitOptions) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("commit: manifest: %w", err)
 	}
-	md, err := s.putBlobBytes(ctx, raw)
+	md, err := s.writeBytes(ctx, raw)
 	if err != nil {
 		return "", fmt.Errorf("commit: manifest: %w", err)
 	}
