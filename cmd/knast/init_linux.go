@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"runtime"
 
 	"github.com/knast/knast/internal/container"
@@ -16,9 +17,13 @@ import (
 )
 
 func init() {
-	// Keep the main goroutine on the main thread: the init sets per-thread state (capabilities, root, cwd)
-	// and execs the container's process from it.
-	runtime.LockOSThread()
+	// Keep the init's main goroutine on the main thread: it sets per-thread state (capabilities, root,
+	// cwd, LSM labels through /proc/self) and execs the container's process from it. Only the init: a
+	// locked main thread costs every other knast process a template thread and a handoff for each
+	// thread the runtime starts.
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		runtime.LockOSThread()
+	}
 }
 
 func runInit(ctx context.Context) error { return linux.Init(ctx, container.RunHooks) }
