@@ -124,6 +124,7 @@ func newEnv(t *testing.T) *env {
 // cleans up what it can so that one failure does not cascade.
 func (e *env) checkLeaks() {
 	t := e.t
+	defer testutil.RemoveCgroupParent(e.root)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res := e.execCtx(ctx, nil, "list", "-q")

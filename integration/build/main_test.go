@@ -83,6 +83,7 @@ func testMain(m *testing.M) int {
 			unmountBelow(buildahDir)
 		}()
 	}
+	defer testutil.RemoveCgroupParent(stateRoot)
 	// Stage overlays live under the suite's storage, RUN containers' mounts under its bundles.
 	return testutil.CheckSuite("build integration", testutil.Scope{Paths: []string{suiteTmp}}, m.Run)
 }

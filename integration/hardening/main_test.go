@@ -186,17 +186,7 @@ func (e *env) leaks() []string {
 	return e.before.WaitLeaks(5 * time.Second)
 }
 
-func (e *env) removeCgroupParent() {
-	s, err := testutil.TakeSnapshot(testutil.Scope{Cgroups: []string{testutil.KnastCgroupParent(e.root)}})
-	if err != nil {
-		return
-	}
-	for _, d := range s.Cgroups {
-		if filepath.Base(d) == strings.TrimPrefix(testutil.KnastCgroupParent(e.root), "/") {
-			os.Remove(d)
-		}
-	}
-}
+func (e *env) removeCgroupParent() { testutil.RemoveCgroupParent(e.root) }
 
 // checkLeaks fails the test if containers, state, mounts, processes or cgroups are left, then removes
 // what it can so that one failure does not cascade.

@@ -45,6 +45,7 @@ func newRegWorld(t *testing.T) *regWorld {
 	t.Cleanup(cancel)
 	dir := t.TempDir()
 	w := &regWorld{t: t, ctx: ctx, bin: filepath.Join(dir, "knast"), dir: dir, storage: filepath.Join(dir, "storage")}
+	t.Cleanup(func() { testutil.RemoveCgroupParent(filepath.Join(dir, "root")) }) // runs last
 	// Credentials only ever go to this test's auth file, never the host's.
 	w.env = append(os.Environ(), "REGISTRY_AUTH_FILE="+filepath.Join(dir, "auth.json"), "DOCKER_CONFIG="+filepath.Join(dir, "docker"),
 		"XDG_RUNTIME_DIR="+filepath.Join(dir, "xdg"), "HOME="+dir)

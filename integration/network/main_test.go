@@ -77,6 +77,7 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(cancel)
 	base := t.TempDir()
 	w := &world{t: t, ctx: ctx, storage: filepath.Join(base, "storage"), root: filepath.Join(base, "root"), tmp: base}
+	t.Cleanup(func() { testutil.RemoveCgroupParent(w.root) }) // runs last: after the containers are gone
 	for _, d := range []string{w.storage, w.root} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/moby/sys/mountinfo"
 )
 
@@ -40,6 +42,20 @@ func TakeSnapshot(sc Scope) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	return s, nil
+}
+
+// RemoveCgroupParent removes the cgroup knast made for the containers of state root root
+// (KnastCgroupParent) on every hierarchy where it is empty. knast keeps it for the root's next container;
+// a test's root has none, and each left behind would stay on the host for good. A parent that still
+// holds a container's cgroup stays (rmdir fails): the leak check reports the container.
+func RemoveCgroupParent(root string) {
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return
+	}
+	for _, m := range infos {
+		_ = unix.Rmdir(filepath.Join(m.Mountpoint, KnastCgroupParent(root)))
+	}
 }
 
 // scopedCgroups lists the directories at and under each path on every cgroup v1 and v2 mount.

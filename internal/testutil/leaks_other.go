@@ -16,3 +16,6 @@ func TakeSnapshot(sc Scope) (Snapshot, error) {
 func LiveProc(pid int) (p Proc, ok bool) {
 	return Proc{}, false
 }
+
+// RemoveCgroupParent does nothing: knast makes cgroups on Linux only.
+func RemoveCgroupParent(root string) {}
