@@ -17,7 +17,7 @@ import (
 const procPollInterval = 5 * time.Millisecond
 
 // initComm is the container init's name until it execs the user process (nsenter_name in package nsenter).
-const initComm = "knast:[init]"
+const initComm = "knast:[init]" // TestInitCommMatchesC holds the C side to it
 
 // initExeced reports whether the init pid has exec'd the user process (it no longer bears initComm). A
 // pid that is gone reports false: the caller checks that separately.
