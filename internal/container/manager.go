@@ -180,20 +180,10 @@ func (m *Manager) Create(ctx context.Context, id string, o CreateOptions) (err e
 		return err
 	}
 	if s.Hooks == nil || len(s.Hooks.Poststart) == 0 {
-		return writeStartMarker(stateDir, rec.Pid, rec.PidStart)
-	}
-	return nil
-}
-
-// writeStartMarker writes startMarker atomically: the C start must never read half of it.
-func writeStartMarker(stateDir string, pid int, start uint64) error {
-	tmp := filepath.Join(stateDir, startMarker+".tmp")
-	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d %d\n", pid, start), 0o600); err != nil {
-		return fmt.Errorf("start marker: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(stateDir, startMarker)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("start marker: %w", err)
+		// Atomic: the C start must never read half of it.
+		if err := writeFileAtomic(filepath.Join(stateDir, startMarker), fmt.Appendf(nil, "%d %d\n", rec.Pid, rec.PidStart), 0o600); err != nil {
+			return fmt.Errorf("start marker: %w", err)
+		}
 	}
 	return nil
 }
@@ -250,21 +240,22 @@ func exitsWithin(ctx context.Context, rec *store.Container, d time.Duration) boo
 }
 
 // Start runs the user process of a created container.
-func (m *Manager) Start(ctx context.Context, id string) error { return m.start(ctx, id, nil) }
+func (m *Manager) Start(ctx context.Context, id string) error { return m.start(ctx, id, nil, false) }
 
 // FinishStart finishes a start whose exec-fifo handshake knast's C start (package faststart) did before
 // the Go runtime started: answer is what it read from the fifo. Errors are the ones Start gives.
 func (m *Manager) FinishStart(ctx context.Context, id string, answer []byte) error {
-	return m.start(ctx, id, answer)
+	return m.start(ctx, id, answer, true)
 }
 
-func (m *Manager) start(ctx context.Context, id string, answer []byte) error {
+// start does the handshake itself unless handedOver: then answer is what the C start read.
+func (m *Manager) start(ctx context.Context, id string, answer []byte, handedOver bool) error {
 	rec, err := m.store.Container(ctx, id)
 	if err != nil {
 		return err
 	}
 	fifo := filepath.Join(rec.StateDir, fifoName)
-	if answer == nil {
+	if !handedOver {
 		if st := m.status(&rec); st != specs.StateCreated {
 			return fmt.Errorf("cannot start a container that is %s: %w", st, ErrWrongState)
 		}
@@ -671,13 +662,22 @@ func recLifecycleSpec(rec *store.Container) (*specs.Spec, error) {
 }
 
 func writePidFile(path string, pid int) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, []byte(fmt.Sprint(pid)), 0o644); err != nil {
+	if err := writeFileAtomic(path, []byte(fmt.Sprint(pid)), 0o644); err != nil {
 		return fmt.Errorf("pid file: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a hidden temp file beside path and renames it into place, so a reader
+// sees the whole file or none.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("pid file: %w", err)
+		return err
 	}
 	return nil
 }
