@@ -154,3 +154,85 @@ func TestUserNamespace(t *testing.T) {
 		t.Errorf("file created by container root is owned by %d:%d on the host, want %d:%d", st.Uid, st.Gid, hostID, hostID)
 	}
 }
+
+// TestUserNamespaceIDMapMount: in a container with a user namespace, idmap binds are made by the
+// parent and attached by the init. A host-root-owned directory is bound three ways: ID-mapped by the
+// container's mappings (its root sees and writes it as its own), by a mapping of the mount's own
+// (read-only), and plainly (the overflow ID: the control that the mappings did it).
+func TestUserNamespaceIDMapMount(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/proc/self/ns/user"); err != nil {
+		t.Skipf("skipping: kernel without user namespaces: %v", err)
+	}
+	e := newEnv(t)
+	const hostID = 100000
+	src := t.TempDir()
+	if err := os.Chmod(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "owned"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `echo "idm: $(stat -c %u:%g /idm/owned)"
+echo "cust: $(stat -c %u:%g /cust/owned)"
+echo "plain: $(stat -c %u:%g /plain/owned)"
+echo made > /idm/made && echo "idm: writable"
+touch /cust/x 2>/dev/null && echo "cust: writable" || echo "cust: read-only"`
+	userNS := func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
+		var mounts []specs.Mount
+		for _, m := range s.Mounts {
+			if m.Destination != "/sys/fs/cgroup" { // a v1 hierarchy cannot be mounted in a user namespace
+				mounts = append(mounts, m)
+			}
+		}
+		s.Mounts = mounts
+	}
+	// The mount's own mapping: the host's 0 shows as hostID+1000 outside, so 1000 inside.
+	own := []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID + 1000, Size: 1}}
+	b := e.bundle(script, userNS, func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts,
+			specs.Mount{Destination: "/idm", Type: "bind", Source: src, Options: []string{"rbind", "rw", "idmap"}},
+			specs.Mount{Destination: "/cust", Type: "bind", Source: src, Options: []string{"bind", "ro"}, UIDMappings: own, GIDMappings: own},
+			specs.Mount{Destination: "/plain", Type: "bind", Source: src, Options: []string{"bind", "ro"}},
+		)
+	})
+	openPathToRoot(t, b)
+	// The rootfs is the host root's: its mapped root could not make the mount points.
+	for _, d := range []string{"idm", "cust", "plain"} {
+		if err := os.Mkdir(rootfsPath(b, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := e.mustRun("idmap", b)
+	want := "idm: 0:0\ncust: 1000:1000\nplain: 65534:65534\nidm: writable\ncust: read-only"
+	if got != want {
+		t.Errorf("inside:\n%s\nwant:\n%s", got, want)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(src, "made"), &st); err != nil {
+		t.Fatalf("the container's write through the ID-mapped mount: %v", err)
+	}
+	if st.Uid != 0 || st.Gid != 0 {
+		t.Errorf("/idm/made is owned by %d:%d on the host, want 0:0 (mapped back)", st.Uid, st.Gid)
+	}
+	if _, err := os.Stat(filepath.Join(src, "x")); err == nil {
+		t.Errorf("the read-only ID-mapped mount was written through")
+	}
+
+	// Only bind mounts can be ID-mapped from outside the user namespace: refused before anything is made.
+	badIdx := -1
+	bad := e.bundle("true", userNS, func(s *specs.Spec) {
+		badIdx = len(s.Mounts)
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/t", Type: "tmpfs", Source: "tmpfs", Options: []string{"idmap"}})
+	})
+	r := e.knast("create", "--bundle", bad, "idmap-tmpfs")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "must be a bind mount") || !strings.Contains(r.Stderr, fmt.Sprintf("mounts[%d]", badIdx)) {
+		t.Errorf("an ID-mapped tmpfs in a user namespace: want a refusal naming the mount, got %s", r)
+	}
+	if l := e.mustKnast("list", "-q"); strings.TrimSpace(l.Stdout) != "" {
+		t.Errorf("containers left after the refused create: %q", l.Stdout)
+	}
+}

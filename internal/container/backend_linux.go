@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -55,9 +57,6 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	s := r.Spec
 	if s.Linux == nil {
 		return errors.New("config.json: linux: required on Linux")
-	}
-	if err := idmapOutsideUserns(s); err != nil {
-		return err
 	}
 	var join []specs.LinuxNamespace
 	var create []specs.LinuxNamespaceType
@@ -117,6 +116,20 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	defer fifo.Close()
 	fifoFd := 3 + len(io.extra)
 	io.extra = append(io.extra, fifo)
+	// With a user namespace the init cannot ID-map host filesystems: the trees are made here.
+	trees, err := linux.IDMapTrees(s)
+	if err != nil {
+		return fmt.Errorf("ID-mapped mounts: %w", err)
+	}
+	defer linux.CloseIDMapTrees(trees)
+	var idmapFds map[int]int
+	for _, i := range slices.Sorted(maps.Keys(trees)) {
+		if idmapFds == nil {
+			idmapFds = map[int]int{}
+		}
+		idmapFds[i] = 3 + len(io.extra)
+		io.extra = append(io.extra, trees[i])
+	}
 	t0 := time.Now()
 	p, err := linux.Spawn(ctx, linux.SpawnConfig{
 		Args: []string{"init"}, Join: join, New: create,
@@ -141,7 +154,7 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 	cfg := &linux.InitConfig{
 		ID: r.ID, Spec: s, Rootfs: r.Rootfs, FifoFd: fifoFd, NoPivot: r.Opts.NoPivot,
 		NoNewKeyring: r.Opts.NoNewKeyring, PreserveFds: r.Opts.PreserveFds, ConsoleFd: io.consoleFd,
-		UserNS: userNS, State: state, Seccomp: filter,
+		UserNS: userNS, IDMapFds: idmapFds, State: state, Seccomp: filter,
 	}
 	sendErr := conn.Send(linux.Message{Type: linux.MsgConfig, Config: cfg})
 	if err := r.onPid(p.Pid); err != nil {
@@ -468,24 +481,6 @@ func (b *linuxBackend) unmountLeftovers(rec *store.Container, s *specs.Spec) err
 		// The topmost mount at the rootfs is the init's bind of it onto itself.
 		if err := unix.Unmount(rec.Rootfs, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
 			return fmt.Errorf("unmount %s: %w", rec.Rootfs, err)
-		}
-	}
-	return nil
-}
-
-// idmapOutsideUserns refuses an ID-mapped mount in a container with a user namespace before anything is
-// made. The init makes ID-mapped mounts itself, and inside a user namespace it no longer holds
-// CAP_SYS_ADMIN over the host filesystem's superblock, which mount_setattr(MOUNT_ATTR_IDMAP) needs;
-// `features` says idmap is disabled for that reason, so clients (containerd 2.x) do not ask for it.
-func idmapOutsideUserns(s *specs.Spec) error {
-	if !hasNamespace(s.Linux.Namespaces, specs.UserNamespace) {
-		return nil
-	}
-	for i, m := range s.Mounts {
-		for _, o := range m.Options {
-			if o == "idmap" || o == "ridmap" {
-				return fmt.Errorf("config.json: mounts[%d] (%s): option %q: knast makes ID-mapped mounts only for containers without a user namespace", i, m.Destination, o)
-			}
 		}
 	}
 	return nil

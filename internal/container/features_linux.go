@@ -16,6 +16,7 @@ func (b *linuxBackend) features() *features.Features {
 	yes := true
 	no := false
 	aa, se := linux.LSMEnabled()
+	idmap := linux.IDMapSupported()
 	return &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
@@ -34,10 +35,9 @@ func (b *linuxBackend) features() *features.Features {
 			Apparmor: &features.Apparmor{Enabled: &aa},
 			Selinux:  &features.Selinux{Enabled: &se},
 			IntelRdt: &features.IntelRdt{Enabled: &no},
-			// The idmap and ridmap mount options work for containers without a user namespace; with one,
-			// create refuses them (see idmapOutsideUserns). containerd 2.x reads enabled as "ID-mapped
-			// volumes for hostUsers: false pods", which knast cannot do yet: so it says no.
-			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &no}},
+			// idmap and ridmap: any filesystem that allows it without a user namespace, bind mounts with
+			// one (as runc). containerd 2.x reads this as "ID-mapped volumes for hostUsers: false pods".
+			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &idmap}},
 		},
 		Annotations: map[string]string{
 			"io.github.seccomp.libseccomp.version": seccomp.Version(),

@@ -35,6 +35,7 @@ func Validate(s *specs.Spec) error {
 	v.hooks()
 	v.annotations()
 	v.linuxSection()
+	v.idmapMounts()
 	v.utsNames()
 	v.freebsdSection()
 	return errors.Join(v.errs...)
@@ -302,6 +303,20 @@ func (v *validator) mounts() {
 		}
 		v.idMappings(f+".uidMappings", m.UIDMappings)
 		v.idMappings(f+".gidMappings", m.GIDMappings)
+	}
+}
+
+// idmapMounts refuses what the runtime cannot ID-map: in a container with a user namespace, the
+// ID-mapped mounts are made by the runtime outside the container, by cloning a bind source (as runc).
+func (v *validator) idmapMounts() {
+	if _, userNS := v.ns[specs.UserNamespace]; !userNS {
+		return
+	}
+	for i, m := range v.s.Mounts {
+		idmap := slices.Contains(m.Options, "idmap") || slices.Contains(m.Options, "ridmap")
+		if idmap && !isBind(m) {
+			v.add(fmt.Sprintf("mounts[%d]", i), "an ID-mapped mount in a container with a user namespace must be a bind mount")
+		}
 	}
 }
 

@@ -127,6 +127,20 @@ func TestValidate(t *testing.T) {
 			m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0xFFFFFFFF, Size: 1}}
 			s.Mounts = []specs.Mount{{Destination: "/x", Source: "/y", Type: "bind", UIDMappings: m, GIDMappings: m}}
 		}, []string{"mounts[0].uidMappings[0]: hostID range overflows", "mounts[0].gidMappings[0]: hostID range overflows"}},
+		{"idmap tmpfs without a user namespace is the init's", func(s *specs.Spec) {
+			s.Mounts = []specs.Mount{{Destination: "/x", Source: "tmpfs", Type: "tmpfs", Options: []string{"idmap"}}}
+		}, nil},
+		{"idmap bind in a user namespace", func(s *specs.Spec) {
+			userNS(s)
+			s.Mounts = []specs.Mount{{Destination: "/x", Source: "/y", Type: "bind", Options: []string{"rbind", "ridmap"}}}
+		}, nil},
+		{"idmap tmpfs in a user namespace", func(s *specs.Spec) {
+			userNS(s)
+			s.Mounts = []specs.Mount{
+				{Destination: "/b", Source: "/y", Options: []string{"bind", "idmap"}},
+				{Destination: "/x", Source: "tmpfs", Type: "tmpfs", Options: []string{"ridmap"}},
+			}
+		}, []string{"mounts[1]: an ID-mapped mount in a container with a user namespace must be a bind mount"}},
 		{"hooks", func(s *specs.Spec) {
 			s.Hooks = &specs.Hooks{
 				CreateContainer: []specs.Hook{{Path: "/ok", Timeout: ptr(1)}, {Path: ""}},

@@ -63,6 +63,7 @@ func initContainer(ctx context.Context, c *InitConfig, conn *Conn, sync *os.File
 	opts := RootfsOptions{
 		NoPivot: c.NoPivot, UserNS: c.UserNS, Terminal: p.Terminal,
 		HostMountNS: !initHasNamespace(s.Linux.Namespaces, specs.MountNamespace),
+		IDMapTrees:  c.IDMapFds,
 	}
 	if err := PrepareRootfs(s, c.Rootfs, opts); err != nil {
 		return err

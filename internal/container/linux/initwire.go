@@ -26,6 +26,7 @@ type initWire struct {
 	PreserveFds  int             `json:"preserveFds,omitempty"`
 	ConsoleFd    int             `json:"consoleFd"`
 	UserNS       bool            `json:"userNS,omitempty"`
+	IDMapFds     map[int]int     `json:"idmapFds,omitempty"`
 	State        specs.State     `json:"state"`
 	Seccomp      *seccomp.Filter `json:"seccomp,omitempty"`
 	Exec         bool            `json:"exec,omitempty"`
@@ -63,8 +64,8 @@ type initWireLinux struct {
 func (c *InitConfig) MarshalJSON() ([]byte, error) {
 	w := initWire{
 		ID: c.ID, Rootfs: c.Rootfs, FifoFd: c.FifoFd, NoPivot: c.NoPivot, NoNewKeyring: c.NoNewKeyring,
-		PreserveFds: c.PreserveFds, ConsoleFd: c.ConsoleFd, UserNS: c.UserNS, State: c.State,
-		Seccomp: c.Seccomp, Exec: c.Exec,
+		PreserveFds: c.PreserveFds, ConsoleFd: c.ConsoleFd, UserNS: c.UserNS, IDMapFds: c.IDMapFds,
+		State: c.State, Seccomp: c.Seccomp, Exec: c.Exec,
 	}
 	if s := c.Spec; s != nil {
 		w.Spec = &initWireSpec{
@@ -91,8 +92,8 @@ func (c *InitConfig) UnmarshalJSON(b []byte) error {
 	}
 	*c = InitConfig{
 		ID: w.ID, Rootfs: w.Rootfs, FifoFd: w.FifoFd, NoPivot: w.NoPivot, NoNewKeyring: w.NoNewKeyring,
-		PreserveFds: w.PreserveFds, ConsoleFd: w.ConsoleFd, UserNS: w.UserNS, State: w.State,
-		Seccomp: w.Seccomp, Exec: w.Exec,
+		PreserveFds: w.PreserveFds, ConsoleFd: w.ConsoleFd, UserNS: w.UserNS, IDMapFds: w.IDMapFds,
+		State: w.State, Seccomp: w.Seccomp, Exec: w.Exec,
 	}
 	if ws := w.Spec; ws != nil {
 		c.Spec = &specs.Spec{

@@ -39,7 +39,7 @@ func TestInitWire(t *testing.T) {
 	uid, pids := uint32(5), int64(5)
 	in := &InitConfig{
 		ID: "c", Rootfs: "/r", FifoFd: 7, NoPivot: true, NoNewKeyring: true, PreserveFds: 2, ConsoleFd: -1,
-		UserNS: true, Exec: true, State: specs.State{ID: "c", Status: specs.StateCreating, Pid: 9},
+		UserNS: true, IDMapFds: map[int]int{0: 9}, Exec: true, State: specs.State{ID: "c", Status: specs.StateCreating, Pid: 9},
 		Spec: &specs.Spec{
 			Version: "1.3.0", Hostname: "h", Domainname: "d",
 			Process:     &specs.Process{Args: []string{"sh"}, User: specs.User{UID: uid}, Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_KILL"}}},

@@ -25,7 +25,10 @@ type InitConfig struct {
 	PreserveFds  int
 	ConsoleFd    int // fd of the connected console socket in the child, or -1
 	UserNS       bool
-	State        specs.State // for the createContainer and startContainer hooks
+	// IDMapFds are the fds, in the init, of the ID-mapped bind mounts the parent made for a container
+	// with a user namespace (IDMapTrees), by index in Spec.Mounts.
+	IDMapFds map[int]int
+	State    specs.State // for the createContainer and startContainer hooks
 	// Seccomp is linux.seccomp compiled by the parent, so the init needs no libseccomp.
 	Seccomp *seccomp.Filter
 	// Exec is set for `knast exec`: the init joins a running container and execs Spec.Process at once,

@@ -4,13 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -25,6 +22,8 @@ type RootfsOptions struct {
 	// HostMountNS: the config asks for no mount namespace, so mounts are made in the host's and the
 	// root is entered with chroot (runc's behaviour).
 	HostMountNS bool
+	// IDMapTrees are the fds of ID-mapped bind mounts the parent made (IDMapTrees), by mount index.
+	IDMapTrees map[int]int
 }
 
 // rootfsMounter performs the spec mounts below one rootfs, held open as root so that every target
@@ -33,6 +32,7 @@ type rootfsMounter struct {
 	root *os.File // O_PATH handle of the rootfs
 	spec *specs.Spec
 	opts RootfsOptions
+	cur  int // index in spec.Mounts of the mount being made
 }
 
 // PrepareRootfs builds the container's filesystem under rootfs before pivot_root. Preconditions: the
@@ -66,6 +66,7 @@ func PrepareRootfs(s *specs.Spec, rootfs string, o RootfsOptions) error {
 	defer root.Close()
 	r := &rootfsMounter{root: root, spec: s, opts: o}
 	for i, m := range s.Mounts {
+		r.cur = i
 		if err := r.mount(m); err != nil {
 			return fmt.Errorf("mount %q on %q (mounts[%d]): %w", m.Source, m.Destination, i, err)
 		}
@@ -177,7 +178,7 @@ func (r *rootfsMounter) bind(m specs.Mount, o MountOptions) error {
 		return err
 	}
 	defer target.Close()
-	if o.IDMap || len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+	if idmapWanted(m, o) {
 		err = r.idmapBind(m, o, target)
 	} else {
 		err = unix.Mount(m.Source, mountProcPath(target), "bind", unix.MS_BIND|(o.Flags&unix.MS_REC), "")
@@ -271,7 +272,7 @@ func (r *rootfsMounter) filesystem(m specs.Mount, o MountOptions) error {
 			}
 		}
 	}
-	if o.IDMap || len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+	if idmapWanted(m, o) {
 		if mnt, err = r.idmapInPlace(m, o, target, mnt); err != nil {
 			return err
 		}
@@ -671,132 +672,4 @@ func (r *rootfsMounter) cgroup2(m specs.Mount, o MountOptions) error {
 
 func rootfsHasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
 	return s.Linux != nil && slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == t })
-}
-
-// idmapMaps returns the mount's ID mappings, or the container's when idmap/ridmap names none.
-func (r *rootfsMounter) idmapMaps(m specs.Mount) (uid, gid []specs.LinuxIDMapping, err error) {
-	uid, gid = m.UIDMappings, m.GIDMappings
-	if len(uid) == 0 && len(gid) == 0 && r.spec.Linux != nil {
-		uid, gid = r.spec.Linux.UIDMappings, r.spec.Linux.GIDMappings
-	}
-	if len(uid) == 0 || len(gid) == 0 {
-		return nil, nil, errors.New("an ID-mapped mount needs uidMappings and gidMappings")
-	}
-	return uid, gid, nil
-}
-
-// idmapBind clones the bind source detached, ID-maps the clone and attaches it onto target.
-func (r *rootfsMounter) idmapBind(m specs.Mount, o MountOptions, target *os.File) error {
-	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
-	if o.Recursive() {
-		flags |= unix.AT_RECURSIVE
-	}
-	tree, err := unix.OpenTree(unix.AT_FDCWD, m.Source, flags)
-	if err != nil {
-		return fmt.Errorf("clone %s: %w", m.Source, err)
-	}
-	defer unix.Close(tree)
-	if err := r.idmapTree(tree, m, o); err != nil {
-		return err
-	}
-	return mountMoveOnto(tree, target)
-}
-
-// idmapInPlace replaces the filesystem just mounted (mnt, over target) by an ID-mapped clone of it
-// and returns a handle to the clone.
-func (r *rootfsMounter) idmapInPlace(m specs.Mount, o MountOptions, target, mnt *os.File) (*os.File, error) {
-	tree, err := unix.OpenTree(int(mnt.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
-	if err != nil {
-		return nil, fmt.Errorf("clone mount: %w", err)
-	}
-	defer unix.Close(tree)
-	if err := r.idmapTree(tree, m, o); err != nil {
-		return nil, err
-	}
-	if err := unix.Unmount(mountProcPath(mnt), unix.MNT_DETACH); err != nil {
-		return nil, fmt.Errorf("unmount the unmapped mount: %w", err)
-	}
-	if err := mountMoveOnto(tree, target); err != nil {
-		return nil, err
-	}
-	return r.open(m.Destination)
-}
-
-func (r *rootfsMounter) idmapTree(tree int, m specs.Mount, o MountOptions) error {
-	uid, gid, err := r.idmapMaps(m)
-	if err != nil {
-		return err
-	}
-	ns, err := mountIDMapUserns(uid, gid)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(ns.Fd())}
-	flags := uint(unix.AT_EMPTY_PATH)
-	if o.IDMapRec {
-		flags |= unix.AT_RECURSIVE
-	}
-	if err := unix.MountSetattr(tree, "", flags, &attr); err != nil {
-		return fmt.Errorf("the kernel refused an ID-mapped mount of this filesystem: %w", err)
-	}
-	return nil
-}
-
-// mountPidfdGetUserNS is PIDFD_GET_USER_NAMESPACE, _IO(0xFF, 9) (Linux 6.11), absent from x/sys.
-const mountPidfdGetUserNS = 0xff09
-
-// mountIDMapUserns returns a user namespace with the given mappings for MOUNT_ATTR_IDMAP. A Go
-// process cannot unshare a user namespace, so a helper child is created in one: it execs itself
-// under PTRACE_TRACEME and stops right after exec, running nothing, until it is killed here. The maps
-// are written here rather than by os/exec, which would address the child by its pid in our pid
-// namespace while /proc may still be the host's (the init runs in a new pid namespace).
-func mountIDMapUserns(uid, gid []specs.LinuxIDMapping) (*os.File, error) {
-	pidfd := -1
-	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{"knast-idmap-userns"}, Env: []string{}}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWUSER,
-		Ptrace:     true,
-		Pdeathsig:  unix.SIGKILL,
-		PidFD:      &pidfd,
-	}
-	// Pdeathsig and ptrace are tied to the creating thread.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start ID-mapping helper: %w", err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		unix.Close(pidfd)
-	}()
-	procPid, err := mountProcPid(pidfd)
-	if err != nil {
-		return nil, err
-	}
-	dir := "/proc/" + strconv.Itoa(procPid)
-	if err := os.WriteFile(dir+"/uid_map", []byte(mountIDMapText(uid)), 0); err != nil {
-		return nil, fmt.Errorf("write ID-mapping helper uid_map: %w", err)
-	}
-	if err := os.WriteFile(dir+"/gid_map", []byte(mountIDMapText(gid)), 0); err != nil {
-		return nil, fmt.Errorf("write ID-mapping helper gid_map: %w", err)
-	}
-	if fd, err := unix.IoctlRetInt(pidfd, mountPidfdGetUserNS); err == nil {
-		return os.NewFile(uintptr(fd), "userns"), nil
-	}
-	f, err := os.Open(dir + "/ns/user")
-	if err != nil {
-		return nil, fmt.Errorf("open ID-mapping user namespace: %w", err)
-	}
-	return f, nil
-}
-
-// mountProcPid reads the pid a pidfd refers to as numbered by the mounted /proc's pid namespace.
-func mountProcPid(pidfd int) (int, error) {
-	b, err := os.ReadFile("/proc/thread-self/fdinfo/" + strconv.Itoa(pidfd))
-	if err != nil {
-		return 0, fmt.Errorf("read pidfd info: %w", err)
-	}
-	return mountPidFromFdinfo(string(b))
 }
