@@ -222,6 +222,28 @@ touch /cust/x 2>/dev/null && echo "cust: writable" || echo "cust: read-only"`
 		t.Errorf("the read-only ID-mapped mount was written through")
 	}
 
+	// A container joining another's user namespace, with an idmap bind naming no mappings, is mapped
+	// by the namespace it joins.
+	e.mustKnast("create", "--bundle", e.bundle("true", userNS), "holder")
+	holder := e.state("holder")
+	jb := e.bundle("stat -c %u:%g /joined/owned", userNS, func(s *specs.Spec) {
+		for i, ns := range s.Linux.Namespaces {
+			if ns.Type == specs.UserNamespace {
+				s.Linux.Namespaces[i].Path = fmt.Sprintf("/proc/%d/ns/user", holder.Pid)
+			}
+		}
+		s.Linux.UIDMappings, s.Linux.GIDMappings = nil, nil
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/joined", Type: "bind", Source: src, Options: []string{"bind", "idmap"}})
+	})
+	openPathToRoot(t, jb)
+	if err := os.Mkdir(rootfsPath(jb, "joined"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.mustRun("joiner", jb); got != "0:0" {
+		t.Errorf("owner through an idmap bind mapped by a joined user namespace: %q, want 0:0", got)
+	}
+	e.mustKnast("delete", "--force", "holder")
+
 	// Only bind mounts can be ID-mapped from outside the user namespace: refused before anything is made.
 	badIdx := -1
 	bad := e.bundle("true", userNS, func(s *specs.Spec) {

@@ -41,7 +41,7 @@ func IDMapTrees(s *specs.Spec) (trees map[int]*os.File, err error) {
 			trees = nil
 		}
 	}()
-	// One helper user namespace per distinct mapping: usually the container's, shared by every mount.
+	// One user namespace per distinct mapping or joined path: usually one, shared by every mount.
 	userns := map[string]*os.File{}
 	defer func() {
 		for _, ns := range userns {
@@ -57,17 +57,9 @@ func IDMapTrees(s *specs.Spec) (trees map[int]*os.File, err error) {
 		if !o.Bind() {
 			return trees, fmt.Errorf("%s: an ID-mapped mount in a container with a user namespace must be a bind mount", where)
 		}
-		uid, gid, err := idmapMaps(s, m)
+		ns, err := idmapTreeUserns(s, m, userns)
 		if err != nil {
 			return trees, fmt.Errorf("%s: %w", where, err)
-		}
-		key := mountIDMapText(uid) + "\x00" + mountIDMapText(gid)
-		ns := userns[key]
-		if ns == nil {
-			if ns, err = mountIDMapUserns(uid, gid); err != nil {
-				return trees, fmt.Errorf("%s: %w", where, err)
-			}
-			userns[key] = ns
 		}
 		tree, err := idmapClone(m.Source, o, ns)
 		if err != nil {
@@ -79,6 +71,44 @@ func IDMapTrees(s *specs.Spec) (trees map[int]*os.File, err error) {
 		trees[i] = tree
 	}
 	return trees, nil
+}
+
+// idmapTreeUserns returns the user namespace that ID-maps m, cached by mapping or path: one with the
+// mount's own mappings, else the one the container joins, else one with the container's mappings (a
+// twin of the container's own, which does not exist yet).
+func idmapTreeUserns(s *specs.Spec, m specs.Mount, cache map[string]*os.File) (*os.File, error) {
+	cached := func(key string, open func() (*os.File, error)) (*os.File, error) {
+		if ns := cache[key]; ns != nil {
+			return ns, nil
+		}
+		ns, err := open()
+		if err != nil {
+			return nil, err
+		}
+		cache[key] = ns
+		return ns, nil
+	}
+	if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 {
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type != specs.UserNamespace || ns.Path == "" {
+				continue
+			}
+			return cached("path:"+ns.Path, func() (*os.File, error) {
+				f, err := os.Open(ns.Path)
+				if err != nil {
+					return nil, fmt.Errorf("open the user namespace to map by: %w", err)
+				}
+				return f, nil
+			})
+		}
+	}
+	uid, gid, err := idmapMaps(s, m)
+	if err != nil {
+		return nil, err
+	}
+	return cached("map:"+mountIDMapText(uid)+"\x00"+mountIDMapText(gid), func() (*os.File, error) {
+		return mountIDMapUserns(uid, gid)
+	})
 }
 
 // CloseIDMapTrees closes what IDMapTrees returned.
