@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -120,6 +121,17 @@ func openPathToRoot(t *testing.T, bundle string) {
 	}
 }
 
+// withUserNS gives the container a user namespace mapping its 0-65535 to the host's hostID onwards.
+// A v1 cgroup hierarchy cannot be mounted from a user namespace: its mount is dropped.
+func withUserNS(hostID uint32) func(*specs.Spec) {
+	return func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
+		s.Mounts = slices.DeleteFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" })
+	}
+}
+
 func TestUserNamespace(t *testing.T) {
 	t.Parallel()
 	if _, err := os.Stat("/proc/self/ns/user"); err != nil {
@@ -127,19 +139,7 @@ func TestUserNamespace(t *testing.T) {
 	}
 	e := newEnv(t)
 	const hostID = 100000
-	b := e.bundle("cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/owned", func(s *specs.Spec) {
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
-		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
-		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
-		// A v1 cgroup hierarchy cannot be mounted from a user namespace; this test is about the mapping.
-		var mounts []specs.Mount
-		for _, m := range s.Mounts {
-			if m.Destination != "/sys/fs/cgroup" {
-				mounts = append(mounts, m)
-			}
-		}
-		s.Mounts = mounts
-	})
+	b := e.bundle("cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/owned", withUserNS(hostID))
 	openPathToRoot(t, b)
 	out := e.mustRun("ctr", b)
 	want := fmt.Sprintf("0 %d 65536 0 %d 65536 0", hostID, hostID)
@@ -178,18 +178,7 @@ echo "cust: $(stat -c %u:%g /cust/owned)"
 echo "plain: $(stat -c %u:%g /plain/owned)"
 echo made > /idm/made && echo "idm: writable"
 touch /cust/x 2>/dev/null && echo "cust: writable" || echo "cust: read-only"`
-	userNS := func(s *specs.Spec) {
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
-		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
-		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
-		var mounts []specs.Mount
-		for _, m := range s.Mounts {
-			if m.Destination != "/sys/fs/cgroup" { // a v1 hierarchy cannot be mounted in a user namespace
-				mounts = append(mounts, m)
-			}
-		}
-		s.Mounts = mounts
-	}
+	userNS := withUserNS(hostID)
 	// The mount's own mapping: the host's 0 shows as hostID+1000 outside, so 1000 inside.
 	own := []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID + 1000, Size: 1}}
 	b := e.bundle(script, userNS, func(s *specs.Spec) {
