@@ -122,11 +122,8 @@ func (b *linuxBackend) create(ctx context.Context, r *createRequest) error {
 		return fmt.Errorf("ID-mapped mounts: %w", err)
 	}
 	defer linux.CloseIDMapTrees(trees)
-	var idmapFds map[int]int
+	idmapFds := make(map[int]int, len(trees))
 	for _, i := range slices.Sorted(maps.Keys(trees)) {
-		if idmapFds == nil {
-			idmapFds = map[int]int{}
-		}
 		idmapFds[i] = 3 + len(io.extra)
 		io.extra = append(io.extra, trees[i])
 	}
