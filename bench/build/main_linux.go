@@ -10,11 +10,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,15 +67,7 @@ type subject struct {
 	cached  map[string][]time.Duration
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "build:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchutil.Main("build", run) }
 
 func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	var o options
@@ -91,8 +81,8 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	if o.rounds < 1 {
 		return errors.New("need -rounds >= 1")
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root (euid %d): the builders mount overlays and run containers", os.Geteuid())
+	if err := benchutil.NeedRoot("the builders mount overlays and run containers"); err != nil {
+		return err
 	}
 	if o.knast, err = filepath.Abs(o.knast); err != nil {
 		return err

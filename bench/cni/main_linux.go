@@ -12,10 +12,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -50,15 +48,7 @@ type subject struct {
 	total   []time.Duration
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cni:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchutil.Main("cni", run) }
 
 func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	var o options
@@ -73,8 +63,8 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	if o.rounds < 1 || o.warmup < 0 {
 		return errors.New("need -rounds >= 1, -warmup >= 0")
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root (euid %d): the plugins create links, namespaces and NAT rules", os.Geteuid())
+	if err := benchutil.NeedRoot("the plugins create links, namespaces and NAT rules"); err != nil {
+		return err
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return fmt.Errorf("needs ip (iproute2) to make the network namespaces: %w", err)

@@ -13,7 +13,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -58,15 +57,7 @@ type daemon struct {
 // shimSocketDir is where containerd 1.6's shims put their sockets, whatever containerd's state dir.
 const shimSocketDir = "/run/containerd/s"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ctr:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchutil.Main("ctr", run) }
 
 func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	var o options
@@ -81,8 +72,8 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	if o.rounds < 1 || o.warmup < 0 {
 		return errors.New("need -rounds >= 1, -warmup >= 0")
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root (euid %d): containerd and the runtimes create mounts, namespaces and cgroups", os.Geteuid())
+	if err := benchutil.NeedRoot("containerd and the runtimes create mounts, namespaces and cgroups"); err != nil {
+		return err
 	}
 	for _, tool := range []string{"containerd", "ctr", "containerd-shim-runc-v2"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -60,15 +59,7 @@ type subject struct {
 	times   [numVariants][]time.Duration
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "exec:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchutil.Main("exec", run) }
 
 func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	var o options
@@ -83,8 +74,8 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	if o.rounds < 1 || o.warmup < 0 {
 		return errors.New("need -rounds >= 1, -warmup >= 0")
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root (euid %d): the runtimes create namespaces and cgroups", os.Geteuid())
+	if err := benchutil.NeedRoot("the runtimes create namespaces and cgroups"); err != nil {
+		return err
 	}
 	// The containers' inits are reparented to us once `create` exits, so we reap them at the end.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -246,15 +237,7 @@ func baseSpec(ctx context.Context, subjects []*subject, tmp string) (*specs.Spec
 	if gen == nil {
 		return nil, errors.New("neither runc nor knast is available to generate a config")
 	}
-	specDir := filepath.Join(tmp, "spec")
-	if err := os.Mkdir(specDir, 0o755); err != nil {
-		return nil, fmt.Errorf("spec dir: %w", err)
-	}
-	cmd := exec.CommandContext(ctx, gen.path, "spec", "--bundle", specDir)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("%s spec: %w: %s", gen.name, err, strings.TrimSpace(string(b)))
-	}
-	s, err := testutil.ReadSpec(specDir)
+	s, err := benchutil.RuntimeSpec(ctx, gen.path, filepath.Join(tmp, "spec"))
 	if err != nil {
 		return nil, err
 	}

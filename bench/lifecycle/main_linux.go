@@ -10,10 +10,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -77,15 +75,7 @@ type proc struct {
 	anon      int64
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lifecycle:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchutil.Main("lifecycle", run) }
 
 func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	var o options
@@ -102,8 +92,8 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	if o.rounds < 1 || o.warmup < 0 || o.memSamples < 0 {
 		return fmt.Errorf("need -rounds >= 1, -warmup >= 0, -mem-samples >= 0")
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root (euid %d): the runtimes create namespaces and cgroups", os.Geteuid())
+	if err := benchutil.NeedRoot("the runtimes create namespaces and cgroups"); err != nil {
+		return err
 	}
 	// Orphaned container inits are reparented to us, as they are to a containerd shim, so every
 	// runtime's init is waited for and reaped the same way.
@@ -232,15 +222,7 @@ func setup(ctx context.Context, o options, tmp string) ([]*subject, error) {
 	if gen == nil {
 		return nil, errors.New("neither runc nor knast is available to generate a config")
 	}
-	specDir := filepath.Join(tmp, "spec")
-	if err := os.Mkdir(specDir, 0o755); err != nil {
-		return nil, fmt.Errorf("spec dir: %w", err)
-	}
-	cmd := exec.CommandContext(ctx, gen.path, "spec", "--bundle", specDir)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("%s spec: %w: %s", gen.name, err, strings.TrimSpace(string(b)))
-	}
-	spec, err := testutil.ReadSpec(specDir)
+	spec, err := benchutil.RuntimeSpec(ctx, gen.path, filepath.Join(tmp, "spec"))
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -64,15 +63,7 @@ var seriesNames = [numSeries]string{
 	"warm  umoci unpack (blobs in its layout)",
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pull:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchutil.Main("pull", run) }
 
 func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	var o options
@@ -93,8 +84,8 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	if o.rounds < 1 || o.warm < 1 || o.sizeMB < 1 || o.layers < 1 {
 		return errors.New("need -rounds, -warm-rounds, -size and -layers >= 1")
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root (euid %d): knast mounts overlays", os.Geteuid())
+	if err := benchutil.NeedRoot("knast mounts overlays"); err != nil {
+		return err
 	}
 	for _, b := range []*string{&o.knast, &o.skopeo, &o.umoci, &o.registry} {
 		p, err := exec.LookPath(*b)
