@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/knast/knast/internal/build"
 	"github.com/knast/knast/internal/image"
 )
 
@@ -354,10 +355,18 @@ func imageLoadCmd() command {
 }
 
 func imagePruneCmd() command {
-	return command{summary: "delete blobs and unpacked layers no image or mounted bundle uses", flags: func(fs *pflag.FlagSet) func(context.Context, *app, []string) error {
+	return command{summary: "delete blobs and unpacked layers no image or mounted bundle uses (--build-cache: and the build cache)", flags: func(fs *pflag.FlagSet) func(context.Context, *app, []string) error {
+		buildCache := fs.Bool("build-cache", false, "also delete the build cache: cached steps, their layers and the base images unpacked for builds")
 		return func(ctx context.Context, a *app, args []string) error {
 			if err := needArgs("image prune", args, 0, "no arguments"); err != nil {
 				return err
+			}
+			if *buildCache {
+				rep, err := build.PruneCache(ctx, a.storage)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "Deleted build cache: %d steps, %d directories, %s\n", rep.Steps, rep.Dirs, humanBytes(rep.Bytes))
 			}
 			st, err := a.images()
 			if err != nil {

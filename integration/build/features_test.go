@@ -11,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // tarGz makes a gzip'ed tar of entries (name -> content; a "->" prefix makes a symlink).
@@ -172,6 +174,83 @@ func TestBuildCache(t *testing.T) {
 	img := knastImage(t, ref)
 	wantFile(t, img.rootfs, "a.txt", "two\n")
 	wantFile(t, img.rootfs, "first", "ran-first-2\n")
+}
+
+// image prune --build-cache empties the build cache (steps, layers, unpacked bases), which the next
+// build then misses entirely; while a build runs it refuses and changes nothing.
+func TestBuildCachePrune(t *testing.T) {
+	buildDir := filepath.Join(storage, "build")
+	count := func(sub string) int {
+		ents, _ := os.ReadDir(filepath.Join(buildDir, sub))
+		return len(ents)
+	}
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + baseImage + "\nRUN echo pruned-step | tee /p\n"})
+	ref := "localhost/knast-build-it/prune:latest"
+	t.Cleanup(func() { knast(t, "image", "rm", ref) })
+	if out, err := knast(t, "build", "-t", ref, dir); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if count("cache") == 0 || count("layers") == 0 || count("base") == 0 {
+		t.Fatalf("after a build: cache %d, layers %d, base %d entries; want some of each", count("cache"), count("layers"), count("base"))
+	}
+
+	// A build in progress holds the cache.
+	slow := writeContext(t, map[string]string{"Dockerfile": "FROM " + baseImage + "\nRUN sleep 3\n"})
+	cmd := exec.Command(knastBin, "--storage", storage, "--root", stateRoot, "build", "--no-cache", slow)
+	slowOut := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(slowOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.Stdout, cmd.Stderr = f, f
+	// A build makes its own lock (build/tmp/ID.lock) once it holds the cache's.
+	lockGlob := filepath.Join(buildDir, "tmp", "*.lock")
+	before, _ := filepath.Glob(lockGlob)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if locks, _ := filepath.Glob(lockGlob); len(locks) > len(before) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slow build made no lock in 30s")
+		}
+	}
+	steps := count("cache")
+	out, err := knast(t, "image", "prune", "--build-cache")
+	if err == nil || !strings.Contains(out, "a build is running") {
+		t.Errorf("prune --build-cache during a build: want a refusal, got err %v:\n%s", err, out)
+	}
+	if count("cache") != steps || count("base") == 0 {
+		t.Errorf("the refused prune changed the cache: %d steps, was %d; base %d", count("cache"), steps, count("base"))
+	}
+	if err := cmd.Wait(); err != nil {
+		b, _ := os.ReadFile(slowOut)
+		t.Fatalf("the slow build: %v\n%s", err, b)
+	}
+
+	out, err = knast(t, "image", "prune", "--build-cache")
+	if err != nil {
+		t.Fatalf("prune --build-cache: %v\n%s", err, out)
+	}
+	var gotSteps, gotDirs int
+	if _, err := fmt.Sscanf(out, "Deleted build cache: %d steps, %d directories", &gotSteps, &gotDirs); err != nil || gotSteps < 2 || gotDirs < 3 {
+		t.Errorf("prune report %q: want at least the 2 steps, their 2 layers and a base", out)
+	}
+	for _, sub := range []string{"cache", "layers", "base"} {
+		if n := count(sub); n != 0 {
+			t.Errorf("%d entries left in build/%s", n, sub)
+		}
+	}
+	out, err = knast(t, "build", "-t", ref, dir)
+	if err != nil {
+		t.Fatalf("build after the prune: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "--> Using cache") || !strings.Contains(out, "\npruned-step\n") {
+		t.Errorf("the build after the prune took a step from the cache or did not run it:\n%s", out)
+	}
 }
 
 // Heredocs, SHELL, ONBUILD, HEALTHCHECK, ADD (archive, URL), --target, --output and the built image

@@ -32,28 +32,30 @@ import (
 
 // builder is one build in progress.
 type builder struct {
-	o        Options
-	out      io.Writer
-	log      *slog.Logger
-	df       *dockerfile
-	context  *srcTree
-	st       *image.Store
-	mgr      *container.Manager
-	lock     *os.File // held while the build runs (sweep_linux.go)
-	cache    stepCache
-	dir      string // STORAGE/build
-	tmp      string // STORAGE/build/tmp/ID, removed at the end
-	id       string
-	platform image.Platform
-	meta     *vars
-	used     map[string]bool
-	steps    int
-	step     int
-	stages   map[int]*stage
-	mounts   []string // read-only roots of stages and images used by --from
-	images   map[string]*stage
-	result   Result
-	seq      int
+	o       Options
+	out     io.Writer
+	log     *slog.Logger
+	df      *dockerfile
+	context *srcTree
+	st      *image.Store
+	mgr     *container.Manager
+	lock    *os.File // held while the build runs (sweep_linux.go)
+	// cacheLock is the build cache's lock, held shared while the build runs (prune.go).
+	cacheLock *os.File
+	cache     stepCache
+	dir       string // STORAGE/build
+	tmp       string // STORAGE/build/tmp/ID, removed at the end
+	id        string
+	platform  image.Platform
+	meta      *vars
+	used      map[string]bool
+	steps     int
+	step      int
+	stages    map[int]*stage
+	mounts    []string // read-only roots of stages and images used by --from
+	images    map[string]*stage
+	result    Result
+	seq       int
 	// jobs are the layer blobs being written in the background, by step key; entries are the
 	// cache entries of this build, written once the layers are safely on disk.
 	jobs    map[string]*layerRef
@@ -149,6 +151,12 @@ func newBuilder(o Options) (*builder, error) {
 		b.mgr.SetNetworker(o.Networker)
 	}
 	b.cache = stepCache{dir: b.dir}
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	if b.cacheLock, err = lockCache(b.dir, unix.LOCK_SH); err != nil {
+		return nil, err
+	}
 	// Layer directories replaced by earlier --no-cache builds; whatever is left when the process
 	// exits is swept by the next build.
 	go b.cache.sweep()
@@ -189,6 +197,9 @@ func (b *builder) cleanup() {
 	if b.lock != nil {
 		os.Remove(b.lock.Name())
 		b.lock.Close()
+	}
+	if b.cacheLock != nil {
+		b.cacheLock.Close()
 	}
 }
 
