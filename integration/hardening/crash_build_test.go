@@ -89,4 +89,46 @@ func TestCrashBuild(t *testing.T) {
 	if crashes < want {
 		t.Errorf("build: only %d of %d crashes landed in %d attempts", crashes, want, attempts)
 	}
+
+	// image prune --build-cache killed midway: the next build uses only whole cached steps (a step's
+	// record goes before its layer), and its image holds every file.
+	cached := []string{"build", "-q", "-t", tag, ctxDir}
+	prune := []string{"image", "prune", "--build-cache"}
+	// The first prune also removes what the crashed builds left; the second one is what is killed.
+	e.must(cached...)
+	e.must(prune...)
+	e.must(cached...)
+	start := time.Now()
+	e.must(prune...)
+	pruneDur := time.Since(start)
+	const wantPrune = 5
+	crashes, attempts = 0, 0
+	for crashes < wantPrune && attempts < 8*wantPrune && !t.Failed() {
+		attempts++
+		e.must(cached...)
+		delay := time.Duration(rand.Int64N(int64(pruneDur) * 11 / 10))
+		r, killed := e.killAfter(delay, prune...)
+		if killed {
+			crashes++
+			suite.crashes.Add(1)
+		} else if r.code != 0 {
+			t.Errorf("prune --build-cache (not killed) failed: %s", r)
+		}
+		what := fmt.Sprintf("prune --build-cache killed after %v", delay)
+		if r := e.run(cached...); r.code != 0 {
+			t.Errorf("%s: build: %s", what, r)
+		}
+		if r := e.run("run", "--rm", "--image", tag, "--", "sh", "-c", "test -f /payload && test ! -e /data/f1 && test -f /data/f200"); r.code != 0 {
+			t.Errorf("%s: the image built on the cache left does not hold its files: %s", what, r)
+		}
+		checkStore(t, e.storage, false)
+		if leaks := e.leaks(); len(leaks) > 0 {
+			t.Errorf("%s: left behind:\n  %s", what, strings.Join(leaks, "\n  "))
+			e.checkLeaks()
+		}
+	}
+	t.Logf("prune --build-cache: %d crashes in %d attempts over %v", crashes, attempts, pruneDur)
+	if crashes < wantPrune {
+		t.Errorf("prune --build-cache: only %d of %d crashes landed in %d attempts", crashes, wantPrune, attempts)
+	}
 }

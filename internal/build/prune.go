@@ -70,7 +70,10 @@ func PruneCache(ctx context.Context, storageDir string) (CacheReport, error) {
 	if err := os.RemoveAll(filepath.Join(dir, "cache")); err != nil {
 		return rep, fmt.Errorf("build cache: %w", err)
 	}
-	for _, sub := range []string{"layers", "base", "trash"} {
+	// A layer or base directory goes to the trash whole first: a prune killed midway must not leave
+	// one half removed, which a build would take for complete.
+	trash := filepath.Join(dir, "trash")
+	for _, sub := range []string{"layers", "base"} {
 		ents, err := os.ReadDir(filepath.Join(dir, sub))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -82,14 +85,28 @@ func PruneCache(ctx context.Context, storageDir string) (CacheReport, error) {
 			if err := ctx.Err(); err != nil {
 				return rep, err
 			}
-			p := filepath.Join(dir, sub, e.Name())
-			rep.Bytes += treeSize(p)
-			if err := os.RemoveAll(p); err != nil {
+			if err := os.MkdirAll(trash, 0o700); err != nil {
 				return rep, fmt.Errorf("build cache: %w", err)
 			}
-			if sub != "trash" {
-				rep.Dirs++
+			bin, err := os.MkdirTemp(trash, "prune-")
+			if err != nil {
+				return rep, fmt.Errorf("build cache: %w", err)
 			}
+			if err := os.Rename(filepath.Join(dir, sub, e.Name()), filepath.Join(bin, "dir")); err != nil {
+				return rep, fmt.Errorf("build cache: %w", err)
+			}
+			rep.Dirs++
+		}
+	}
+	ents, err := os.ReadDir(trash)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return rep, fmt.Errorf("build cache: %w", err)
+	}
+	for _, e := range ents {
+		p := filepath.Join(trash, e.Name())
+		rep.Bytes += treeSize(p)
+		if err := os.RemoveAll(p); err != nil {
+			return rep, fmt.Errorf("build cache: %w", err)
 		}
 	}
 	return rep, nil
