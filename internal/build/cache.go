@@ -77,16 +77,8 @@ func (c stepCache) adopt(key, upper string) (string, error) {
 	}
 	err := os.Rename(upper, dst)
 	if err != nil && (errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY)) {
-		trash := filepath.Join(c.dir, "trash")
-		if err := os.MkdirAll(trash, 0o700); err != nil {
-			return "", fmt.Errorf("build cache: %w", err)
-		}
-		old, terr := os.MkdirTemp(trash, "layer-")
-		if terr != nil {
-			return "", fmt.Errorf("build cache: %w", terr)
-		}
-		if err := os.Rename(dst, filepath.Join(old, "dir")); err != nil {
-			return "", fmt.Errorf("build cache: %w", err)
+		if err := c.discard(dst); err != nil {
+			return "", err
 		}
 		err = os.Rename(upper, dst)
 	}
@@ -94,6 +86,22 @@ func (c stepCache) adopt(key, upper string) (string, error) {
 		return "", fmt.Errorf("build cache: %w", err)
 	}
 	return dst, nil
+}
+
+// discard moves the directory p into the trash in one rename: whole, and out of every build's way.
+func (c stepCache) discard(p string) error {
+	trash := filepath.Join(c.dir, "trash")
+	if err := os.MkdirAll(trash, 0o700); err != nil {
+		return fmt.Errorf("build cache: %w", err)
+	}
+	bin, err := os.MkdirTemp(trash, "dir-")
+	if err != nil {
+		return fmt.Errorf("build cache: %w", err)
+	}
+	if err := os.Rename(p, filepath.Join(bin, "dir")); err != nil {
+		return fmt.Errorf("build cache: %w", err)
+	}
+	return nil
 }
 
 // sweep removes what adopt put in the trash (in the background of a build: it only costs disk time).

@@ -43,7 +43,8 @@ var ErrBuildRunning = errors.New("a build is running: prune the build cache once
 // PruneCache removes the build cache of the storage directory: every cached step, the layer
 // directories of the steps and the base images unpacked for builds. The next build runs every step.
 // It changes nothing while a build runs (ErrBuildRunning). Killed midway it leaves a smaller cache:
-// the steps' records go first, so no step is ever reused without its layer.
+// the steps' records go first, so no step is reused without its layer, and each directory goes to
+// the trash whole before it is removed, so no build takes half of one for all of it.
 func PruneCache(ctx context.Context, storageDir string) (CacheReport, error) {
 	var rep CacheReport
 	dir := filepath.Join(storageDir, "build")
@@ -70,9 +71,6 @@ func PruneCache(ctx context.Context, storageDir string) (CacheReport, error) {
 	if err := os.RemoveAll(filepath.Join(dir, "cache")); err != nil {
 		return rep, fmt.Errorf("build cache: %w", err)
 	}
-	// A layer or base directory goes to the trash whole first: a prune killed midway must not leave
-	// one half removed, which a build would take for complete.
-	trash := filepath.Join(dir, "trash")
 	for _, sub := range []string{"layers", "base"} {
 		ents, err := os.ReadDir(filepath.Join(dir, sub))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -85,19 +83,13 @@ func PruneCache(ctx context.Context, storageDir string) (CacheReport, error) {
 			if err := ctx.Err(); err != nil {
 				return rep, err
 			}
-			if err := os.MkdirAll(trash, 0o700); err != nil {
-				return rep, fmt.Errorf("build cache: %w", err)
-			}
-			bin, err := os.MkdirTemp(trash, "prune-")
-			if err != nil {
-				return rep, fmt.Errorf("build cache: %w", err)
-			}
-			if err := os.Rename(filepath.Join(dir, sub, e.Name()), filepath.Join(bin, "dir")); err != nil {
-				return rep, fmt.Errorf("build cache: %w", err)
+			if err := (stepCache{dir: dir}).discard(filepath.Join(dir, sub, e.Name())); err != nil {
+				return rep, err
 			}
 			rep.Dirs++
 		}
 	}
+	trash := filepath.Join(dir, "trash")
 	ents, err := os.ReadDir(trash)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return rep, fmt.Errorf("build cache: %w", err)
