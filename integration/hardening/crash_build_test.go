@@ -60,35 +60,13 @@ func TestCrashBuild(t *testing.T) {
 		total += time.Since(start)
 	}
 	dur := total / 3
-	crashes, attempts := 0, 0
-	for crashes < want && attempts < 3*want && !t.Failed() {
-		attempts++
-		delay := time.Duration(rand.Int64N(int64(dur) * 11 / 10))
-		r, killed := e.killAfter(delay, build...)
-		if killed {
-			crashes++
-			suite.crashes.Add(1)
-		} else if r.code != 0 {
-			t.Errorf("build (not killed) failed: %s", r)
-		}
-		what := fmt.Sprintf("build killed after %v", delay)
-		// The next build sweeps what the killed one left (its RUN containers, stage overlays, temp dir).
+	// The next build sweeps what the killed one left (its RUN containers, stage overlays, temp dir).
+	crashLoop(t, e, "build", want, 3, dur, build, nil, func(what string) {
 		if r := e.run(build...); r.code != 0 {
 			t.Errorf("%s: rerun: %s", what, r)
 		}
-		if r := e.run("run", "--rm", "--image", tag, "--", "sh", "-c", "test -f /payload && test ! -e /data/f1 && test -f /data/f200"); r.code != 0 {
-			t.Errorf("%s: the rebuilt image does not hold its files: %s", what, r)
-		}
-		checkStore(t, e.storage, false)
-		if leaks := e.leaks(); len(leaks) > 0 {
-			t.Errorf("%s: left behind after the rerun:\n  %s", what, strings.Join(leaks, "\n  "))
-			e.checkLeaks()
-		}
-	}
-	t.Logf("build: %d crashes in %d attempts over %v", crashes, attempts, dur)
-	if crashes < want {
-		t.Errorf("build: only %d of %d crashes landed in %d attempts", crashes, want, attempts)
-	}
+		checkBuilt(t, e, tag, what)
+	})
 
 	// image prune --build-cache killed midway: the next build uses only whole cached steps (a step's
 	// record goes before its layer), and its image holds every file.
@@ -100,35 +78,51 @@ func TestCrashBuild(t *testing.T) {
 	e.must(cached...)
 	start := time.Now()
 	e.must(prune...)
-	pruneDur := time.Since(start)
-	const wantPrune = 5
-	crashes, attempts = 0, 0
-	for crashes < wantPrune && attempts < 8*wantPrune && !t.Failed() {
+	crashLoop(t, e, "prune --build-cache", 5, 8, time.Since(start), prune, func() { e.must(cached...) }, func(what string) {
+		if r := e.run(cached...); r.code != 0 {
+			t.Errorf("%s: build: %s", what, r)
+		}
+		checkBuilt(t, e, tag, what)
+	})
+}
+
+// crashLoop SIGKILLs args after random delays within 1.1×dur until want kills landed, in at most
+// tries×want attempts. prep (optional) runs before each attempt; after each, after does what a user
+// would do next, and the store and the host must be clean.
+func crashLoop(t *testing.T, e *env, name string, want, tries int, dur time.Duration, args []string, prep func(), after func(what string)) {
+	t.Helper()
+	crashes, attempts := 0, 0
+	for crashes < want && attempts < tries*want && !t.Failed() {
 		attempts++
-		e.must(cached...)
-		delay := time.Duration(rand.Int64N(int64(pruneDur) * 11 / 10))
-		r, killed := e.killAfter(delay, prune...)
+		if prep != nil {
+			prep()
+		}
+		delay := time.Duration(rand.Int64N(int64(dur) * 11 / 10))
+		r, killed := e.killAfter(delay, args...)
 		if killed {
 			crashes++
 			suite.crashes.Add(1)
 		} else if r.code != 0 {
-			t.Errorf("prune --build-cache (not killed) failed: %s", r)
+			t.Errorf("%s (not killed) failed: %s", name, r)
 		}
-		what := fmt.Sprintf("prune --build-cache killed after %v", delay)
-		if r := e.run(cached...); r.code != 0 {
-			t.Errorf("%s: build: %s", what, r)
-		}
-		if r := e.run("run", "--rm", "--image", tag, "--", "sh", "-c", "test -f /payload && test ! -e /data/f1 && test -f /data/f200"); r.code != 0 {
-			t.Errorf("%s: the image built on the cache left does not hold its files: %s", what, r)
-		}
+		what := fmt.Sprintf("%s killed after %v", name, delay)
+		after(what)
 		checkStore(t, e.storage, false)
 		if leaks := e.leaks(); len(leaks) > 0 {
 			t.Errorf("%s: left behind:\n  %s", what, strings.Join(leaks, "\n  "))
 			e.checkLeaks()
 		}
 	}
-	t.Logf("prune --build-cache: %d crashes in %d attempts over %v", crashes, attempts, pruneDur)
-	if crashes < wantPrune {
-		t.Errorf("prune --build-cache: only %d of %d crashes landed in %d attempts", crashes, wantPrune, attempts)
+	t.Logf("%s: %d crashes in %d attempts over %v", name, crashes, attempts, dur)
+	if crashes < want {
+		t.Errorf("%s: only %d of %d crashes landed in %d attempts", name, crashes, want, attempts)
+	}
+}
+
+// checkBuilt runs the built image and checks it holds what the Dockerfile made.
+func checkBuilt(t *testing.T, e *env, tag, what string) {
+	t.Helper()
+	if r := e.run("run", "--rm", "--image", tag, "--", "sh", "-c", "test -f /payload && test ! -e /data/f1 && test -f /data/f200"); r.code != 0 {
+		t.Errorf("%s: the image does not hold its files: %s", what, r)
 	}
 }
