@@ -87,8 +87,8 @@ func TestCrashBuild(t *testing.T) {
 }
 
 // crashLoop SIGKILLs args after random delays within 1.1×dur until want kills landed, in at most
-// tries×want attempts. prep (optional) runs before each attempt; after each, after does what a user
-// would do next, and the store and the host must be clean.
+// tries×want attempts. prep (optional) runs before each attempt. Then after does what a user would do
+// next, and the store and the host must be clean.
 func crashLoop(t *testing.T, e *env, name string, want, tries int, dur time.Duration, args []string, prep func(), after func(what string)) {
 	t.Helper()
 	crashes, attempts := 0, 0
