@@ -55,9 +55,11 @@ func TestCrashBuild(t *testing.T) {
 	build := []string{"build", "--no-cache", "-q", "-t", tag, ctxDir}
 	var total time.Duration
 	for range 3 {
-		start := time.Now()
-		e.must(build...)
-		total += time.Since(start)
+		r, lived := e.runTimed(build...)
+		if r.code != 0 {
+			t.Fatalf("uninterrupted build: %s", r)
+		}
+		total += lived
 	}
 	dur := total / 3
 	// The next build sweeps what the killed one left (its RUN containers, stage overlays, temp dir).
@@ -76,9 +78,11 @@ func TestCrashBuild(t *testing.T) {
 	e.must(cached...)
 	e.must(prune...)
 	e.must(cached...)
-	start := time.Now()
-	e.must(prune...)
-	crashLoop(t, e, "prune --build-cache", 5, 8, time.Since(start), prune, func() { e.must(cached...) }, func(what string) {
+	r, pruneDur := e.runTimed(prune...)
+	if r.code != 0 {
+		t.Fatalf("uninterrupted prune: %s", r)
+	}
+	crashLoop(t, e, "prune --build-cache", 5, 8, pruneDur, prune, func() { e.must(cached...) }, func(what string) {
 		if r := e.run(cached...); r.code != 0 {
 			t.Errorf("%s: build: %s", what, r)
 		}
